@@ -1,0 +1,38 @@
+"""What the collector hands downstream after a commit: the narrow collector → rules interface.
+
+The collector never imports `rules`; the wiring (`parkguard serve`) gives it listeners that
+take a CommittedBatch. A listener runs after the batch is durable, in commit order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+from core.contract import Event, Telemetry
+
+Presence = Literal["online", "offline", "unknown"]
+
+
+@dataclass(frozen=True, slots=True)
+class PresenceUpdate:
+    device_id: str
+    presence: Presence
+    ts_ms: int
+    cause: Literal["status", "heartbeat", "silence", "broker_lost", "message"]
+
+
+@dataclass(frozen=True, slots=True)
+class CommittedBatch:
+    """Newly stored messages (duplicates left out) and presence transitions of one commit."""
+
+    telemetry: list[Telemetry] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
+    presence: list[PresenceUpdate] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.telemetry or self.events or self.presence)
+
+
+class BatchListener(Protocol):
+    def __call__(self, batch: CommittedBatch, /) -> None: ...

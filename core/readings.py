@@ -1,0 +1,138 @@
+"""The readings store: a time series of metric values per device, behind one interface.
+
+The SQL backend keeps readings in the relational store, in the collector's own transaction,
+so a reading and the device state it changes commit together. Backends are chosen by URL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from sqlalchemy import Connection, Engine, func, select
+
+from core.contract import MetricValue
+from core.models import Reading
+
+
+@dataclass(frozen=True, slots=True)
+class ReadingRow:
+    device_id: str
+    metric: str
+    ts_ms: int
+    seq: int
+    value: MetricValue
+
+
+@dataclass(frozen=True, slots=True)
+class Point:
+    ts_ms: int
+    seq: int
+    value: float | None
+    text: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Bucket:
+    start_ms: int
+    count: int
+    min: float | None
+    max: float | None
+    mean: float | None
+
+
+class ReadingsStore(Protocol):
+    def write(self, connection: Connection, rows: Sequence[ReadingRow]) -> int:
+        """Store rows once each (a row already stored is skipped); return how many were new."""
+        ...
+
+    def points(
+        self, device_id: str, metric: str, start_ms: int, end_ms: int, limit: int
+    ) -> list[Point]:
+        """Stored points in [start, end), oldest first, at most ``limit``."""
+        ...
+
+    def buckets(
+        self, device_id: str, metric: str, start_ms: int, end_ms: int, every_ms: int, limit: int
+    ) -> list[Bucket]:
+        """Min, max and mean per ``every_ms`` bucket (aligned to the epoch) in [start, end)."""
+        ...
+
+
+def _columns(row: ReadingRow) -> tuple[str, str, int, int, float | None, str | None]:
+    value = row.value
+    if isinstance(value, str):
+        return (row.device_id, row.metric, row.ts_ms, row.seq, None, value)
+    return (row.device_id, row.metric, row.ts_ms, row.seq, float(value), None)
+
+
+class SqlReadingsStore:
+    """Readings in the `readings` table of the relational store (SQLite or PostgreSQL)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        marker = "%s" if engine.dialect.paramstyle in ("format", "pyformat") else "?"
+        values = ", ".join([marker] * 6)
+        self._insert = (
+            "INSERT INTO readings (device_id, metric, ts_ms, seq, value, text) "
+            f"VALUES ({values}) ON CONFLICT DO NOTHING"
+        )
+
+    def write(self, connection: Connection, rows: Sequence[ReadingRow]) -> int:
+        if not rows:
+            return 0
+        result = connection.exec_driver_sql(self._insert, [_columns(r) for r in rows])
+        return max(result.rowcount, 0)
+
+    def points(
+        self, device_id: str, metric: str, start_ms: int, end_ms: int, limit: int
+    ) -> list[Point]:
+        query = (
+            select(Reading.ts_ms, Reading.seq, Reading.value, Reading.text)
+            .where(
+                Reading.device_id == device_id,
+                Reading.metric == metric,
+                Reading.ts_ms >= start_ms,
+                Reading.ts_ms < end_ms,
+            )
+            .order_by(Reading.ts_ms, Reading.seq)
+            .limit(limit)
+        )
+        with self.engine.connect() as connection:
+            return [Point(*row) for row in connection.execute(query)]
+
+    def buckets(
+        self, device_id: str, metric: str, start_ms: int, end_ms: int, every_ms: int, limit: int
+    ) -> list[Bucket]:
+        bucket = (Reading.ts_ms - Reading.ts_ms % every_ms).label("bucket")
+        query = (
+            select(
+                bucket,
+                func.count(),
+                func.min(Reading.value),
+                func.max(Reading.value),
+                func.avg(Reading.value),
+            )
+            .where(
+                Reading.device_id == device_id,
+                Reading.metric == metric,
+                Reading.ts_ms >= start_ms,
+                Reading.ts_ms < end_ms,
+            )
+            .group_by(bucket)
+            .order_by(bucket)
+            .limit(limit)
+        )
+        with self.engine.connect() as connection:
+            return [
+                Bucket(int(b), int(n), lo, hi, float(avg) if avg is not None else None)
+                for b, n, lo, hi, avg in connection.execute(query)
+            ]
+
+
+def open_readings_store(url: str | None, engine: Engine) -> ReadingsStore:
+    """The readings backend for ``url``; None or a SQL URL means the relational store."""
+    if url is None or url.split("://", 1)[0].startswith(("sqlite", "postgresql")):
+        return SqlReadingsStore(engine)
+    raise ValueError(f"readings backend {url.split('://', 1)[0]!r} is not available yet")
