@@ -36,3 +36,17 @@ class CommittedBatch:
 
 class BatchListener(Protocol):
     def __call__(self, batch: CommittedBatch, /) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class IngestStatus:
+    """What health and the console show of the ingest path."""
+
+    broker_connected: bool
+    broker: str
+    queue_depth: int
+    queue_max: int
+    messages_in: int
+    stored: int
+    duplicates: int
+    dead_letters: dict[str, int]

@@ -1,0 +1,119 @@
+"""Shared fixtures: real services (Mosquitto, PostgreSQL), fresh databases, private brokers.
+
+Tests that need the broker or PostgreSQL skip where they are absent, unless
+PARKGUARD_TEST_REQUIRE_SERVICES=1 (set by .ci/run), which turns those skips into failures.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from core.db import upgrade
+
+ROOT = Path(__file__).resolve().parent.parent
+DEMO_SITE = ROOT / "examples" / "demo-park"
+BROKER_HOST = os.environ.get("PARKGUARD_TEST_BROKER_HOST", "127.0.0.1")
+BROKER_PORT = int(os.environ.get("PARKGUARD_TEST_BROKER_PORT", "1883"))
+PG_ADMIN_URL = os.environ.get(
+    "PARKGUARD_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+REQUIRE = os.environ.get("PARKGUARD_TEST_REQUIRE_SERVICES") == "1"
+
+
+def need(available: bool, what: str) -> None:
+    """Skip without the service, or fail when CI requires every service."""
+    if available:
+        return
+    if REQUIRE:
+        pytest.fail(f"{what} is required (PARKGUARD_TEST_REQUIRE_SERVICES=1) but not reachable")
+    pytest.skip(f"{what} not reachable")
+
+
+def port_open(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def unique(prefix: str = "t") -> str:
+    return f"{prefix}{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def broker() -> tuple[str, int]:
+    """The machine's Mosquitto (host, port)."""
+    need(port_open(BROKER_HOST, BROKER_PORT), f"Mosquitto at {BROKER_HOST}:{BROKER_PORT}")
+    return BROKER_HOST, BROKER_PORT
+
+
+@pytest.fixture
+def private_broker(tmp_path: Path) -> Iterator[tuple[str, int]]:
+    """A Mosquitto of the test's own, on a free port, with deploy/mosquitto.conf's limits."""
+    binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+    need(Path(binary).exists(), "the mosquitto binary")
+    port = free_port()
+    conf = tmp_path / "mosquitto.conf"
+    base = (ROOT / "deploy" / "mosquitto" / "mosquitto-test.conf").read_text()
+    conf.write_text(base.replace("@PORT@", str(port)).replace("@DATA@", str(tmp_path / "data")))
+    (tmp_path / "data").mkdir()
+    proc = subprocess.Popen(
+        [binary, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    deadline = time.monotonic() + 10
+    while not port_open("127.0.0.1", port):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(
+                f"mosquitto did not start: {proc.stderr.read() if proc.stderr else ''}"
+            )
+        time.sleep(0.05)
+    yield "127.0.0.1", port
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    url = f"sqlite:///{tmp_path / 'parkguard.db'}"
+    upgrade(url)
+    return url
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A fresh, migrated PostgreSQL database of the test's own, dropped afterwards."""
+    need(port_open("127.0.0.1", 5432), "PostgreSQL at 127.0.0.1:5432")
+    name = unique("pg_")
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as c:
+        c.execute(text(f'CREATE DATABASE "{name}"'))
+    url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    upgrade(url)
+    yield url
+    with admin.connect() as c:
+        c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest) -> str:
+    """Run a test on both relational backends."""
+    name = "sqlite_url" if request.param == "sqlite" else "pg_url"
+    return str(request.getfixturevalue(name))
