@@ -1,4 +1,4 @@
-"""Prometheus metrics of the ingest path, on a registry of their own so tests can make fresh ones."""
+"""Prometheus metrics of the ingest path, on their own registry so tests can make fresh ones."""
 
 from __future__ import annotations
 

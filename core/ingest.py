@@ -19,7 +19,7 @@ class PresenceUpdate:
     device_id: str
     presence: Presence
     ts_ms: int
-    cause: Literal["status", "heartbeat", "silence", "broker_lost", "message"]
+    cause: Literal["status", "silence", "broker_lost", "message", "startup"]
 
 
 @dataclass(frozen=True, slots=True)

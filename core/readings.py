@@ -47,6 +47,12 @@ class ReadingsStore(Protocol):
         """Store rows once each (a row already stored is skipped); return how many were new."""
         ...
 
+    def has(
+        self, connection: Connection, device_id: str, metric: str, ts_ms: int, seq: int
+    ) -> bool:
+        """Whether the reading with this identity is stored (used for redelivered messages)."""
+        ...
+
     def points(
         self, device_id: str, metric: str, start_ms: int, end_ms: int, limit: int
     ) -> list[Point]:
@@ -84,6 +90,17 @@ class SqlReadingsStore:
             return 0
         result = connection.exec_driver_sql(self._insert, [_columns(r) for r in rows])
         return max(result.rowcount, 0)
+
+    def has(
+        self, connection: Connection, device_id: str, metric: str, ts_ms: int, seq: int
+    ) -> bool:
+        query = select(Reading.seq).where(
+            Reading.device_id == device_id,
+            Reading.metric == metric,
+            Reading.ts_ms == ts_ms,
+            Reading.seq == seq,
+        )
+        return connection.execute(query).first() is not None
 
     def points(
         self, device_id: str, metric: str, start_ms: int, end_ms: int, limit: int

@@ -1,0 +1,107 @@
+"""The bounded two-lane inbox between the MQTT network thread and the writer.
+
+Events and status messages (fire alarms first of all) go in the urgent lane and are written
+at once; telemetry waits for a batch. When the inbox is full, `put` blocks the network thread:
+the broker then holds the messages (visible back-pressure, counted), nothing is dropped.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Received:
+    topic: str
+    payload: bytes
+    mid: int
+    qos: int
+    received_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class Control:
+    """A signal from the network thread that the writer must record in order."""
+
+    kind: str  # "connected" | "disconnected"
+    at_ms: int
+
+
+Item = Received | Control
+
+
+def is_urgent(topic: str) -> bool:
+    return topic.endswith(("/event", "/status"))
+
+
+class Inbox:
+    def __init__(self, maxsize: int, on_full: Callable[[], None] | None = None) -> None:
+        self._urgent: deque[Item] = deque()
+        self._bulk: deque[Item] = deque()
+        self._maxsize = maxsize
+        self._on_full = on_full
+        self._cond = threading.Condition()
+        self._closed = False
+        self._bulk_since = 0.0
+
+    def __len__(self) -> int:
+        return len(self._urgent) + len(self._bulk)
+
+    @property
+    def maxsize(self) -> int:
+        return self._maxsize
+
+    def put(self, item: Item) -> None:
+        urgent = isinstance(item, Control) or is_urgent(item.topic)
+        with self._cond:
+            if not urgent and len(self) >= self._maxsize:
+                if self._on_full is not None:
+                    self._on_full()
+                while len(self) >= self._maxsize and not self._closed:
+                    self._cond.wait(0.5)
+            if urgent:
+                self._urgent.append(item)
+            else:
+                if not self._bulk:
+                    self._bulk_since = time.monotonic()
+                self._bulk.append(item)
+            self._cond.notify_all()
+
+    def take(self, batch_size: int, linger_s: float) -> tuple[list[Item], bool]:
+        """Wait for work; return (items, urgent).
+
+        Urgent items are returned as soon as they are there, on their own. Telemetry is
+        returned when `batch_size` items are waiting or `linger_s` after the first arrived.
+        An empty list means the wait timed out or the inbox was closed.
+        """
+        with self._cond:
+            while True:
+                if self._urgent:
+                    items = list(self._urgent)
+                    self._urgent.clear()
+                    self._cond.notify_all()
+                    return items, True
+                if self._bulk:
+                    now = time.monotonic()
+                    deadline = self._bulk_since + linger_s
+                    if len(self._bulk) >= batch_size or now >= deadline or self._closed:
+                        count = min(batch_size, len(self._bulk))
+                        items = [self._bulk.popleft() for _ in range(count)]
+                        self._bulk_since = now
+                        self._cond.notify_all()
+                        return items, False
+                    self._cond.wait(deadline - now)
+                    continue
+                if self._closed:
+                    return [], False
+                if not self._cond.wait(linger_s):
+                    return [], False
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()

@@ -1,0 +1,175 @@
+"""Live device state kept in memory by the writer and written back with each batch.
+
+Presence rules: any message makes a device online; a retained or last-will status says
+online/offline unless it is older than what the device has sent since; silence longer than
+the type's heartbeat window (counted from the later of its last message and the broker
+connection) makes it offline; losing the broker, or starting up, makes every device unknown.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Connection, bindparam, insert, select, update
+
+from core.contract import Event, MetricValue, Status, Telemetry
+from core.ingest import Presence, PresenceUpdate
+from core.models import DeviceState, PresenceChange
+
+FAULT_EVENTS = {"fault": True, "fault_cleared": False}
+STATE = DeviceState.__table__
+CHANGES = PresenceChange.__table__
+
+
+@dataclass(slots=True)
+class LiveState:
+    presence: Presence = "unknown"
+    presence_since_ms: int | None = None
+    last_seen_ms: int | None = None
+    last_seq: int | None = None
+    last_values: dict[str, Any] = field(default_factory=dict)
+    battery_pct: float | None = None
+    fault: bool = False
+    newest_ts_ms: int = 0
+
+
+class DeviceStates:
+    """The device_state table's rows, cached; only the writer thread touches it."""
+
+    def __init__(self, heartbeat_ms: dict[str, int]) -> None:
+        self.heartbeat_ms = heartbeat_ms
+        self.states: dict[str, LiveState] = {}
+        self.dirty: set[str] = set()
+        self.changes: list[PresenceUpdate] = []
+
+    def load(self, connection: Connection, device_ids: list[str]) -> None:
+        self.states.clear()
+        self.dirty.clear()
+        self.changes.clear()
+        for row in connection.execute(select(STATE)):
+            values = row.last_values or {}
+            newest = max((v.get("ts", 0) for v in values.values()), default=0)
+            self.states[row.device_id] = LiveState(
+                row.presence,  # type: ignore[arg-type]
+                row.presence_since_ms,
+                row.last_seen_ms,
+                row.last_seq,
+                dict(values),
+                row.battery_pct,
+                row.fault,
+                newest,
+            )
+        missing = [d for d in device_ids if d not in self.states]
+        if missing:
+            connection.execute(
+                insert(STATE),
+                [{"device_id": d, "presence": "unknown", "last_values": {}} for d in missing],
+            )
+            for device_id in missing:
+                self.states[device_id] = LiveState()
+
+    def set_presence(self, device_id: str, presence: Presence, at_ms: int, cause: str) -> None:
+        state = self.states[device_id]
+        if state.presence == presence:
+            return
+        state.presence = presence
+        state.presence_since_ms = at_ms
+        self.dirty.add(device_id)
+        self.changes.append(PresenceUpdate(device_id, presence, at_ms, cause))  # type: ignore[arg-type]
+
+    def all_unknown(self, at_ms: int, cause: str) -> None:
+        for device_id in self.states:
+            self.set_presence(device_id, "unknown", at_ms, cause)
+
+    def saw(self, message: Telemetry | Event, received_ms: int) -> None:
+        state = self.states[message.device_id]
+        state.last_seen_ms = max(state.last_seen_ms or 0, received_ms)
+        if message.ts_ms >= state.newest_ts_ms:
+            state.newest_ts_ms = message.ts_ms
+            state.last_seq = message.seq
+        if isinstance(message, Telemetry):
+            self._merge(state, message.metrics, message.ts_ms)
+        elif message.event in FAULT_EVENTS:
+            state.fault = FAULT_EVENTS[message.event]
+        self.dirty.add(message.device_id)
+        self.set_presence(message.device_id, "online", received_ms, "message")
+
+    @staticmethod
+    def _merge(state: LiveState, metrics: dict[str, MetricValue], ts_ms: int) -> None:
+        values = state.last_values
+        for name, value in metrics.items():
+            previous = values.get(name)
+            if previous is not None and previous["ts"] > ts_ms:
+                continue
+            values[name] = {"v": value, "ts": ts_ms}
+            if name == "battery_pct" and not isinstance(value, bool | str):
+                state.battery_pct = float(value)
+            elif name == "fault" and isinstance(value, bool):
+                state.fault = value
+
+    def status(self, message: Status, received_ms: int) -> None:
+        state = self.states[message.device_id]
+        if message.ts_ms < state.newest_ts_ms:
+            return  # a stale retained status says nothing about now
+        state.newest_ts_ms = message.ts_ms
+        if message.online:
+            state.last_seen_ms = max(state.last_seen_ms or 0, received_ms)
+            self.dirty.add(message.device_id)
+        self.set_presence(
+            message.device_id, "online" if message.online else "offline", received_ms, "status"
+        )
+
+    def sweep(self, now_ms: int, connected_since_ms: int | None, types: dict[str, str]) -> None:
+        """Mark offline every device silent for longer than its heartbeat window."""
+        if connected_since_ms is None:
+            return
+        for device_id, state in self.states.items():
+            if state.presence == "offline":
+                continue
+            window = self.heartbeat_ms.get(types.get(device_id, ""), 0)
+            if not window:
+                continue
+            since = max(state.last_seen_ms or 0, connected_since_ms)
+            if now_ms - since > window:
+                self.set_presence(device_id, "offline", since + window, "silence")
+
+    def flush(self, connection: Connection) -> list[PresenceUpdate]:
+        """Write dirty rows and presence changes in the caller's transaction."""
+        if self.dirty:
+            rows = []
+            for device_id in self.dirty:
+                s = self.states[device_id]
+                rows.append(
+                    {
+                        "b_id": device_id,
+                        "presence": s.presence,
+                        "presence_since_ms": s.presence_since_ms,
+                        "last_seen_ms": s.last_seen_ms,
+                        "last_seq": s.last_seq,
+                        "last_values": s.last_values,
+                        "battery_pct": s.battery_pct,
+                        "fault": s.fault,
+                    }
+                )
+            connection.execute(
+                update(STATE).where(STATE.c.device_id == bindparam("b_id")),
+                rows,
+            )
+        changes = self.changes
+        if changes:
+            connection.execute(
+                insert(CHANGES),
+                [
+                    {
+                        "device_id": c.device_id,
+                        "ts_ms": c.ts_ms,
+                        "presence": c.presence,
+                        "cause": c.cause,
+                    }
+                    for c in changes
+                ],
+            )
+        self.dirty = set()
+        self.changes = []
+        return changes

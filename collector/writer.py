@@ -1,0 +1,198 @@
+"""Batched durable writes: decode, store readings, events, dead letters and device state in one
+transaction, then (and only then) acknowledge the messages and tell downstream listeners."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from sqlalchemy import Connection, Engine, insert
+from sqlalchemy.dialects import postgresql, sqlite
+
+from collector.decode import Decoder
+from collector.inbox import Control, Item, Received
+from collector.metrics import IngestMetrics
+from collector.presence import DeviceStates
+from core.contract import (
+    DEAD_LETTER_PAYLOAD_BYTES,
+    ContractError,
+    Event,
+    Status,
+    Telemetry,
+)
+from core.ingest import BatchListener, CommittedBatch
+from core.models import DeadLetter, DeviceEvent
+from core.readings import ReadingRow, ReadingsStore
+
+log = logging.getLogger(__name__)
+EVENTS = DeviceEvent.__table__
+DEAD = DeadLetter.__table__
+
+
+@dataclass(slots=True)
+class _Batch:
+    telemetry: list[Telemetry] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
+    dead: list[dict[str, object]] = field(default_factory=list)
+    received: list[Received] = field(default_factory=list)
+
+
+class Writer:
+    """Owns the write side of ingest; runs on the writer thread only."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        readings: ReadingsStore,
+        decoder: Decoder,
+        states: DeviceStates,
+        metrics: IngestMetrics,
+        listeners: Sequence[BatchListener] = (),
+    ) -> None:
+        self.engine = engine
+        self.readings = readings
+        self.decoder = decoder
+        self.states = states
+        self.metrics = metrics
+        self.listeners = list(listeners)
+        self.connected_since_ms: int | None = None
+        dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
+        self._insert_event = dialect.insert(EVENTS).on_conflict_do_nothing()
+
+    def write(self, items: list[Item], now_ms: int, sweep: bool = False) -> CommittedBatch:
+        """Write one batch durably; return what was new. Raises if the database fails."""
+        batch = self._decode(items, now_ms)
+        if sweep:
+            types = {d: r.type for d, r in self.decoder.register.items()}
+            self.states.sweep(now_ms, self.connected_since_ms, types)
+        started = time.perf_counter()
+        with self.engine.begin() as connection:
+            new_telemetry = self._store_telemetry(connection, batch.telemetry)
+            new_events = self._store_events(connection, batch.events, now_ms)
+            if batch.dead:
+                connection.execute(insert(DEAD), batch.dead)
+            presence = self.states.flush(connection)
+        self.metrics.batch_seconds.observe(time.perf_counter() - started)
+        self._count(batch, new_telemetry, new_events)
+        return CommittedBatch(new_telemetry, new_events, presence)
+
+    def notify(self, committed: CommittedBatch) -> None:
+        """Hand a committed batch downstream; a failing listener is logged and counted."""
+        if not committed:
+            return
+        for listener in self.listeners:
+            try:
+                listener(committed)
+            except Exception:  # one broken listener must not stop ingest
+                self.metrics.listener_errors.inc()
+                log.exception("listener %r failed on a committed batch", listener)
+
+    def _decode(self, items: list[Item], now_ms: int) -> _Batch:
+        batch = _Batch()
+        seen: set[tuple[str, int, int]] = set()
+        for item in items:
+            if isinstance(item, Control):
+                self._control(item)
+                continue
+            batch.received.append(item)
+            try:
+                message = self.decoder.decode(item.topic, item.payload, now_ms)
+            except ContractError as exc:
+                batch.dead.append(_dead_letter(item, exc))
+                continue
+            if isinstance(message, Status):
+                self.states.status(message, item.received_ms)
+                continue
+            identity = (message.device_id, message.ts_ms, message.seq)
+            if identity in seen:
+                self.metrics.duplicates.inc()
+                continue
+            seen.add(identity)
+            self.states.saw(message, item.received_ms)
+            if isinstance(message, Telemetry):
+                batch.telemetry.append(message)
+            else:
+                batch.events.append(message)
+        return batch
+
+    def _control(self, item: Control) -> None:
+        if item.kind == "connected":
+            self.connected_since_ms = item.at_ms
+        else:
+            self.connected_since_ms = None
+            self.states.all_unknown(item.at_ms, "broker_lost")
+
+    def _store_telemetry(
+        self, connection: Connection, telemetry: list[Telemetry]
+    ) -> list[Telemetry]:
+        """Store every reading once. Usually all are new and one bulk write does it; when a
+        redelivered message was already stored, undo that write and keep only the new ones."""
+        if not telemetry:
+            return []
+        rows = _rows(telemetry)
+        savepoint = connection.begin_nested()
+        if self.readings.write(connection, rows) == len(rows):
+            savepoint.commit()
+            return telemetry
+        savepoint.rollback()
+        new = [t for t in telemetry if not self.readings.has(connection, *_identity(t))]
+        self.readings.write(connection, _rows(new))
+        return new
+
+    def _store_events(
+        self, connection: Connection, events: list[Event], now_ms: int
+    ) -> list[Event]:
+        new = []
+        for event in events:
+            result = connection.execute(
+                self._insert_event,
+                {
+                    "device_id": event.device_id,
+                    "ts_ms": event.ts_ms,
+                    "seq": event.seq,
+                    "event": event.event,
+                    "detail": event.detail,
+                    "received_ms": now_ms,
+                },
+            )
+            if result.rowcount:
+                new.append(event)
+        return new
+
+    def _count(self, batch: _Batch, telemetry: list[Telemetry], events: list[Event]) -> None:
+        m = self.metrics
+        m.stored.labels("telemetry").inc(len(telemetry))
+        m.stored.labels("event").inc(len(events))
+        m.readings_stored.inc(sum(len(t.metrics) for t in telemetry))
+        m.duplicates.inc(len(batch.telemetry) - len(telemetry) + len(batch.events) - len(events))
+        for dead in batch.dead:
+            m.dead_letters.labels(str(dead["reason"])).inc()
+
+
+def _rows(telemetry: list[Telemetry]) -> list[ReadingRow]:
+    return [
+        ReadingRow(t.device_id, name, t.ts_ms, t.seq, value)
+        for t in telemetry
+        for name, value in t.metrics.items()
+    ]
+
+
+def _identity(message: Telemetry) -> tuple[str, str, int, int]:
+    metric = next(iter(message.metrics), "")
+    return message.device_id, metric, message.ts_ms, message.seq
+
+
+def _dead_letter(item: Received, exc: ContractError) -> dict[str, object]:
+    parts = item.topic.split("/")
+    device = parts[2] if len(parts) == 4 and len(parts[2]) <= 64 else None
+    return {
+        "received_ms": item.received_ms,
+        "topic": item.topic[:512],
+        "payload": item.payload[:DEAD_LETTER_PAYLOAD_BYTES],
+        "payload_size": len(item.payload),
+        "reason": exc.reason,
+        "detail": exc.detail[:2000],
+        "device_id": device,
+    }
