@@ -161,4 +161,6 @@ class DeadLetter(Base):
     reason: Mapped[str] = mapped_column(String(32))
     detail: Mapped[str] = mapped_column(Text)
     device_id: Mapped[str | None] = mapped_column(Id)
+
+
 from core import models_maintenance  # noqa: E402,F401
