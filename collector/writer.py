@@ -59,7 +59,7 @@ class Writer:
         self.listeners = list(listeners)
         self.connected_since_ms: int | None = None
         dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
-        self._insert_event = dialect.insert(EVENTS).on_conflict_do_nothing()
+        self._insert_event = dialect.insert(EVENTS).on_conflict_do_nothing().returning(EVENTS.c.id)
 
     def write(self, items: list[Item], now_ms: int, sweep: bool = False) -> CommittedBatch:
         """Write one batch durably; return what was new. Raises if the database fails."""
@@ -157,7 +157,7 @@ class Writer:
                     "received_ms": now_ms,
                 },
             )
-            if result.rowcount:
+            if result.first() is not None:
                 new.append(event)
         return new
 

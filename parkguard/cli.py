@@ -1,0 +1,151 @@
+"""The `parkguard` command: serve, demo, import, db."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+from pathlib import Path
+from types import FrameType
+
+from core.settings import Settings, SettingsError, load_settings
+
+EXAMPLE_SITE = Path(__file__).resolve().parent.parent / "examples" / "demo-park"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    logging.getLogger("amqtt").setLevel(logging.ERROR)
+    try:
+        return int(args.run(args))
+    except SettingsError as exc:
+        print(f"parkguard: {exc}", file=sys.stderr)  # noqa: T201
+        return 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="parkguard",
+        description="ParkGuard: fire- and safety-facility monitoring. "
+        "Configuration comes from PARKGUARD_* environment variables (see README).",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = sub.add_parser("serve", help="run the collector and the API")
+    serve.set_defaults(run=_serve)
+
+    collect = sub.add_parser("collect", help="run the collector alone (no API)")
+    collect.set_defaults(run=_collect)
+
+    demo = sub.add_parser("demo", help="run everything on the example park with embedded defaults")
+    demo.set_defaults(run=_demo)
+
+    imp = sub.add_parser("import", help="load a site folder (site.yaml, devices.csv)")
+    imp.add_argument("site_dir", type=Path)
+    imp.set_defaults(run=_import)
+
+    db = sub.add_parser("db", help="database maintenance")
+    db_sub = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
+    up = db_sub.add_parser("upgrade", help="migrate the database to the newest schema")
+    up.set_defaults(run=_db_upgrade)
+    return parser
+
+
+def _serve(_args: argparse.Namespace) -> int:
+    return run_server(load_settings())
+
+
+def _collect(_args: argparse.Namespace) -> int:
+    import threading
+
+    from parkguard.runtime import Runtime
+
+    runtime = Runtime(load_settings())
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda _s, _f: stop.set())
+    signal.signal(signal.SIGINT, lambda _s, _f: stop.set())
+    runtime.start_ingest()
+    try:
+        stop.wait()
+    finally:
+        runtime.stop()
+    return 0
+
+
+def _demo(_args: argparse.Namespace) -> int:
+    settings = load_settings()
+    if settings.site is None:
+        settings = settings.model_copy(update={"site": EXAMPLE_SITE})
+    return run_server(settings, pick_free_ports=True)
+
+
+def _import(args: argparse.Namespace) -> int:
+    from core.site import SiteError
+
+    from core.db import make_engine, upgrade
+    from parkguard.runtime import import_site_folder
+
+    settings = load_settings(site=args.site_dir)
+    upgrade(settings.database_url)
+    engine = make_engine(settings.database_url)
+    try:
+        import_site_folder(engine, settings)
+    except SiteError as exc:
+        print(f"parkguard import: {exc}", file=sys.stderr)  # noqa: T201
+        return 1
+    finally:
+        engine.dispose()
+    return 0
+
+
+def _db_upgrade(_args: argparse.Namespace) -> int:
+    from core.db import upgrade
+
+    upgrade(load_settings().database_url)
+    return 0
+
+
+def run_server(settings: Settings, pick_free_ports: bool = False) -> int:
+    import uvicorn
+    from core.site import SiteError
+
+    from parkguard.broker import pick_port
+    from parkguard.runtime import Runtime
+
+    log = logging.getLogger("parkguard")
+    if pick_free_ports:
+        port = pick_port(settings.api_host, settings.api_port)
+        if port != settings.api_port:
+            log.warning("port %d is taken; the API uses %d", settings.api_port, port)
+        settings = settings.model_copy(update={"api_port": port})
+    runtime = Runtime(settings)
+    try:
+        app = runtime.start()
+    except SiteError as exc:
+        print(f"parkguard: {exc}", file=sys.stderr)  # noqa: T201
+        runtime.stop()
+        return 1
+    url = f"http://{settings.api_host}:{settings.api_port}/"
+    log.info("ParkGuard is serving at %s", url)
+    server = uvicorn.Server(
+        uvicorn.Config(app, host=settings.api_host, port=settings.api_port, log_level="info")
+    )
+
+    def _terminate(_signum: int, _frame: FrameType | None) -> None:
+        server.should_exit = True
+
+    signal.signal(signal.SIGTERM, _terminate)
+    try:
+        server.run()
+    finally:
+        runtime.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
