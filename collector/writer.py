@@ -21,6 +21,7 @@ from core.contract import (
     Event,
     Status,
     Telemetry,
+    is_outbound,
 )
 from core.ingest import BatchListener, CommittedBatch
 from core.models import DeadLetter, DeviceEvent
@@ -97,6 +98,8 @@ class Writer:
                 self._control(item)
                 continue
             batch.received.append(item)
+            if is_outbound(item.topic):
+                continue
             try:
                 message = self.decoder.decode(item.topic, item.payload, now_ms)
             except ContractError as exc:

@@ -84,9 +84,17 @@ def alerts_topic(site: str) -> str:
 
 
 def subscription_filter(shared_group: str | None = None) -> str:
-    """The collector's subscription; a shared group lets several collectors split the load."""
-    base = f"{TOPIC_ROOT}/+/+/+"
+    """The collector's subscription: everything under the root, so that a device publishing to
+    a wrong topic gets a dead letter instead of silence. A shared group lets several collectors
+    split the load."""
+    base = f"{TOPIC_ROOT}/#"
     return f"$share/{shared_group}/{base}" if shared_group else base
+
+
+def is_outbound(topic: str) -> bool:
+    """Topics ParkGuard itself publishes (alerts); the collector skips them."""
+    parts = topic.split("/")
+    return len(parts) == 3 and parts[0] == TOPIC_ROOT and parts[2] == "alerts"
 
 
 def parse_topic(topic: str) -> Topic:
