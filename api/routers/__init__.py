@@ -1,0 +1,1 @@
+"""The API's routers, one module per noun; ``api.app.ROUTERS`` lists which are served."""

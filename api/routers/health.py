@@ -1,0 +1,91 @@
+"""``GET /api/v1/health``: is ingest working right now, and if not, what is down."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from fastapi import APIRouter, Response
+from sqlalchemy import Engine, func, select, text
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+
+from api.deps import CtxDep
+from api.schemas import (
+    BrokerHealthPublic,
+    DatabaseHealthPublic,
+    DeadLetterCountsPublic,
+    HealthPublic,
+    IngestCountsPublic,
+    QueueHealthPublic,
+)
+from core.models import DeadLetter
+
+router = APIRouter(prefix="/api/v1", tags=["health"])
+
+
+@router.get(
+    "/health",
+    response_model=HealthPublic,
+    summary="Broker, database, queue and dead letters",
+    responses={503: {"model": HealthPublic, "description": "The database or broker is down."}},
+)
+def health(ctx: CtxDep, response: Response) -> HealthPublic:
+    """HTTP 200 when the database answers and the collector is connected to the broker, else
+    503 with the same body, whose ``problems`` say what is down."""
+    status = ctx.ingest_status()
+    database, by_reason = check_database(ctx.engine)
+    broker = BrokerHealthPublic(
+        connected=status.broker_connected, url=without_password(status.broker)
+    )
+    problems = []
+    if not database.ok:
+        problems.append(f"database: {database.error}")
+    if not broker.connected:
+        problems.append(f"broker: the collector is not connected to {broker.url}")
+    response.status_code = 503 if problems else 200
+    return HealthPublic(
+        status="unhealthy" if problems else "ok",
+        problems=problems,
+        broker=broker,
+        database=database,
+        queue=QueueHealthPublic(depth=status.queue_depth, max=status.queue_max),
+        ingest=IngestCountsPublic(
+            messages_in=status.messages_in, stored=status.stored, duplicates=status.duplicates
+        ),
+        dead_letters=DeadLetterCountsPublic(
+            total=None if by_reason is None else sum(by_reason.values()),
+            by_reason=by_reason,
+            since_start=dict(status.dead_letters),
+        ),
+    )
+
+
+def check_database(engine: Engine) -> tuple[DatabaseHealthPublic, dict[str, int] | None]:
+    """``SELECT 1`` and the dead-letter count per reason, or why the database cannot answer."""
+    try:
+        with engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+            rows = connection.execute(
+                select(DeadLetter.reason, func.count()).group_by(DeadLetter.reason)
+            )
+            by_reason = {reason: int(count) for reason, count in rows}
+    except SQLAlchemyError as exc:
+        cause = exc.orig if isinstance(exc, DBAPIError) else exc
+        first_line = (str(cause).strip().splitlines() or [""])[0][:300]
+        error = f"{type(cause).__name__}: {first_line}"
+        return DatabaseHealthPublic(ok=False, error=error), None
+    return DatabaseHealthPublic(ok=True, error=None), dict(sorted(by_reason.items()))
+
+
+def without_password(url: str) -> str:
+    """The URL with any password taken out (``mqtt://user@host:1883``)."""
+    if "@" not in url:
+        return url
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "…@" + url.rsplit("@", 1)[1]
+    if parts.password is None:
+        return url
+    host = parts.netloc.rsplit("@", 1)[1]
+    netloc = f"{parts.username}@{host}" if parts.username else host
+    return parts._replace(netloc=netloc).geturl()
