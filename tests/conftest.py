@@ -74,15 +74,13 @@ def private_broker(tmp_path: Path) -> Iterator[tuple[str, int]]:
     base = (ROOT / "deploy" / "mosquitto" / "mosquitto-test.conf").read_text()
     conf.write_text(base.replace("@PORT@", str(port)).replace("@DATA@", str(tmp_path / "data")))
     (tmp_path / "data").mkdir()
-    proc = subprocess.Popen(
-        [binary, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-    )
+    log = tmp_path / "mosquitto.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen([binary, "-c", str(conf)], stdout=out, stderr=out)
     deadline = time.monotonic() + 10
     while not port_open("127.0.0.1", port):
         if proc.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(
-                f"mosquitto did not start: {proc.stderr.read() if proc.stderr else ''}"
-            )
+            raise RuntimeError(f"mosquitto did not start: {log.read_text()}")
         time.sleep(0.05)
     yield "127.0.0.1", port
     proc.terminate()

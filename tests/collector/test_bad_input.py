@@ -34,22 +34,36 @@ def _bad_messages(s: str, ext: str, t: int) -> list[tuple[str, bytes, str]]:
         (tele, b"", "not_json"),
         (tele, b"[1, 2, 3]", "not_object"),
         (tele, b'"just a string"', "not_object"),
-        (tele, b'{"ts": 1, "seq": 1, "metrics": {"pressure_mpa": 1.2}, "pad": "'
-         + b"x" * 70_000 + b'"}', "too_large"),
+        (
+            tele,
+            b'{"ts": 1, "seq": 1, "metrics": {"pressure_mpa": 1.2}, "pad": "'
+            + b"x" * 70_000
+            + b'"}',
+            "too_large",
+        ),
         (tele, b'{"seq": 1, "metrics": {}}', "invalid_fields"),
         (tele, b'{"ts": %d, "seq": "7", "metrics": {}}' % t, "invalid_fields"),
         (tele, b'{"ts": %d, "seq": -1, "metrics": {}}' % t, "invalid_fields"),
         (tele, b'{"ts": "yesterday", "seq": 1, "metrics": {}}', "invalid_fields"),
         (tele, b'{"ts": "2026-11-27T10:00:00", "seq": 1, "metrics": {}}', "invalid_fields"),
         (tele, b'{"ts": %d, "seq": 1, "metrics": {"pressure_mpa": null}}' % t, "invalid_fields"),
-        (tele, b'{"ts": %d, "seq": 1, "metrics": {"present": "%s"}}' % (t, b"y" * 65),
-         "invalid_fields"),
+        (
+            tele,
+            b'{"ts": %d, "seq": 1, "metrics": {"present": "%s"}}' % (t, b"y" * 65),
+            "invalid_fields",
+        ),
         (tele, b'{"ts": %d, "seq": 1, "metrics": {}, "extra": 1}' % t, "invalid_fields"),
         (tele, encode_telemetry(t, 1, {"pressure_mpa": True}), "invalid_fields"),
-        (topic_for(s, "ghost-1", "telemetry"), encode_telemetry(t, 1, {"pressure_mpa": 1.2}),
-         "unknown_device"),
-        (topic_for("other-site", ext, "telemetry"), encode_telemetry(t, 1, {"present": True}),
-         "unknown_device"),
+        (
+            topic_for(s, "ghost-1", "telemetry"),
+            encode_telemetry(t, 1, {"pressure_mpa": 1.2}),
+            "unknown_device",
+        ),
+        (
+            topic_for("other-site", ext, "telemetry"),
+            encode_telemetry(t, 1, {"present": True}),
+            "unknown_device",
+        ),
         (tele, encode_telemetry(t, 1, {"temperature_c": 20.0}), "unknown_metric"),
         (topic_for(s, ext, "event"), encode_event(t, 1, "fire_alarm"), "unknown_event"),
         (tele, encode_telemetry(t, 1, {"pressure_mpa": 999.0}), "out_of_range"),
@@ -79,19 +93,26 @@ def test_every_bad_input_is_a_dead_letter_and_good_messages_still_land(
             mixed.append(good[i])
     with running_collector(engine, broker) as collector:
         publish_all(broker, mixed)
-        wait_for(lambda: count(engine, "select count(*) from dead_letters") == len(bad),
-                 what="every dead letter")
-        wait_for(lambda: count(engine, "select count(*) from readings") == len(good),
-                 what="every good reading")
+        wait_for(
+            lambda: count(engine, "select count(*) from dead_letters") == len(bad),
+            what="every dead letter",
+        )
+        wait_for(
+            lambda: count(engine, "select count(*) from readings") == len(good),
+            what="every good reading",
+        )
         status = collector.status()
     expected: dict[str, int] = {}
     for _t, _p, reason in bad:
         expected[reason] = expected.get(reason, 0) + 1
     assert status.dead_letters == expected
     with engine.connect() as c:
-        stored = [tuple(r) for r in c.exec_driver_sql(
-            "select topic, reason, payload_size, length(payload), detail from dead_letters order by id"
-        )]
+        stored = [
+            tuple(r)
+            for r in c.exec_driver_sql(
+                "select topic, reason, payload_size, length(payload), detail from dead_letters order by id"
+            )
+        ]
     # events jump the telemetry queue, so compare without order
     assert sorted((r[0], r[1], r[2], r[3]) for r in stored) == sorted(
         (topic[:512], reason, len(payload), min(len(payload), 4096))
@@ -113,5 +134,3 @@ def test_the_collector_keeps_going_after_a_flood_of_garbage(
         publish_all(broker, flood)
         wait_for(lambda: count(engine, "select count(*) from readings") == 1, what="the reading")
     assert count(engine, "select count(*) from dead_letters") == 500
-
-
