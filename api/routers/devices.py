@@ -322,11 +322,11 @@ def _state_public(state: DeviceState | None, device_type: DeviceType | None) -> 
 
 
 def _unwrap(stored: Any) -> tuple[Any, int | None]:
-    """A last value as the collector keeps it: the bare value, or ``{"value", "ts_ms"}``."""
+    """A last value as the collector keeps it, ``{"v": value, "ts": epoch ms}``."""
     if isinstance(stored, dict):
-        ts_ms = stored.get("ts_ms")
-        return stored.get("value"), ts_ms if isinstance(ts_ms, int) else None
-    return stored, None
+        ts_ms = stored.get("ts")
+        return stored.get("v"), ts_ms if isinstance(ts_ms, int) else None
+    return stored, None  # not the collector's shape: shown without a time rather than failing
 
 
 def _presence(value: str | None) -> Presence:

@@ -151,7 +151,11 @@ def test_one_device_with_register_data_and_live_state(client: TestClient, ctx: A
             presence_since_ms=1_767_225_600_000,
             last_seen_ms=1_767_225_661_500,
             last_seq=42,
-            last_values={"pressure_mpa": 1.25, "present": True, "front_blocked": 0.0},
+            last_values={
+                "pressure_mpa": {"v": 1.25, "ts": 1_767_225_661_000},
+                "present": {"v": True, "ts": 1_767_225_661_000},
+                "front_blocked": {"v": False, "ts": 1_767_225_600_000},
+            },
             battery_pct=88.0,
             fault=False,
         )
@@ -187,9 +191,24 @@ def test_one_device_with_register_data_and_live_state(client: TestClient, ctx: A
             "last_seen": "2026-01-01T00:01:01.500Z",
             "last_seq": 42,
             "values": {
-                "front_blocked": {"value": False, "kind": "boolean", "unit": None, "ts": None},
-                "present": {"value": True, "kind": "boolean", "unit": None, "ts": None},
-                "pressure_mpa": {"value": 1.25, "kind": "number", "unit": "MPa", "ts": None},
+                "front_blocked": {
+                    "value": False,
+                    "kind": "boolean",
+                    "unit": None,
+                    "ts": "2026-01-01T00:00:00.000Z",
+                },
+                "present": {
+                    "value": True,
+                    "kind": "boolean",
+                    "unit": None,
+                    "ts": "2026-01-01T00:01:01.000Z",
+                },
+                "pressure_mpa": {
+                    "value": 1.25,
+                    "kind": "number",
+                    "unit": "MPa",
+                    "ts": "2026-01-01T00:01:01.000Z",
+                },
             },
             "battery_pct": 88.0,
             "fault": False,
@@ -197,7 +216,9 @@ def test_one_device_with_register_data_and_live_state(client: TestClient, ctx: A
     }
 
 
-def test_last_values_kept_with_their_time(client: TestClient, ctx: AppContext) -> None:
+def test_last_values_with_their_time_and_odd_ones_without(
+    client: TestClient, ctx: AppContext
+) -> None:
     with ctx.sessions.begin() as session:
         add_site(session)
         zone = add_zone(session, "park1", "hz-1", "hazmat")
@@ -207,8 +228,8 @@ def test_last_values_kept_with_their_time(client: TestClient, ctx: AppContext) -
             "tag-1",
             presence="offline",
             last_values={
-                "zone": {"value": "hz-1", "ts_ms": 1_767_225_600_123},
-                "battery_pct": {"value": 55, "ts_ms": 1_767_225_600_123},
+                "zone": {"v": "hz-1", "ts": 1_767_225_600_123},
+                "battery_pct": {"v": 55, "ts": 1_767_225_600_123},
                 "retired_metric": 3,
             },
             battery_pct=55.0,
