@@ -55,7 +55,7 @@ def plans(text: str = PLANS) -> PlanSet:
 
 def at(*args: int, tz: ZoneInfo = SHANGHAI) -> datetime:
     """An aware instant given in park time (Asia/Shanghai by default), as UTC."""
-    return datetime(*args, tzinfo=tz).astimezone(UTC)  # type: ignore[misc]
+    return datetime(*args, tzinfo=tz).astimezone(UTC)  # type: ignore[arg-type,misc]
 
 
 def add_site(engine: Engine, site_id: str = "park", tz: str = "Asia/Shanghai") -> None:
@@ -127,3 +127,24 @@ def engine_for(url: str) -> Engine:
 def run_in_session(engine: Engine, fn: Any, *args: Any, **kwargs: Any) -> Any:
     with session_scope(session_factory(engine)) as session:
         return fn(session, *args, **kwargs)
+
+
+def tiny_png() -> bytes:
+    """A real 1×1 PNG."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    header = struct.pack(">IIBBBBB", 1, 1, 8, 2, 0, 0, 0)
+    pixels = zlib.compress(b"\x00\xff\x00\x00")
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels) + chunk(b"IEND", b"")
+    )
+
+
+JPEG = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00" + b"\x00" * 64
+WEBP = b"RIFF\x24\x00\x00\x00WEBPVP8 " + b"\x00" * 32
+GIF = b"GIF89a\x01\x00\x01\x00\x00\x00\x00;"

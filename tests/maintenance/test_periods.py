@@ -20,7 +20,7 @@ NEW_YORK = ZoneInfo("America/New_York")
 
 
 def local(*args: int, tz: ZoneInfo = SHANGHAI) -> datetime:
-    return datetime(*args, tzinfo=tz)  # type: ignore[misc]
+    return datetime(*args, tzinfo=tz)  # type: ignore[arg-type,misc]
 
 
 def test_daily_period_turns_at_shanghai_midnight_not_utc_midnight() -> None:
@@ -107,6 +107,7 @@ def test_daylight_saving_days_have_23_and_25_hours() -> None:
 def test_cron_periods_run_from_fire_to_fire_in_park_time() -> None:
     mondays = CronSchedule("0 9 * * 1", SHANGHAI)  # crontab: 1 = Monday
     period = mondays.containing(local(2026, 11, 27, 10))  # a Friday
+    assert period is not None
     assert period.start == local(2026, 11, 23, 9)
     assert period.end == local(2026, 11, 30, 9)
     assert mondays.nominal == timedelta(days=7)
