@@ -164,3 +164,4 @@ class DeadLetter(Base):
 
 
 from core import models_maintenance  # noqa: E402,F401
+from core import models_alerts  # noqa: E402,F401

@@ -1,0 +1,720 @@
+"""The alert store: one open alert per (rule, subject), its lifecycle, and its journal.
+
+Lifecycle: active → acknowledged → resolved. The rule's clear condition resolves an alert by
+itself; a person resolves it with a note. Shelving (reason and expiry required) silences an
+alert without hiding it: what happens underneath is still recorded, and when the shelf ends
+an alert whose condition cleared meanwhile is resolved. An alert raised too often within its
+flapping window is marked flapping and held open: its clears and re-raises are recorded, not
+notified, until the condition has stayed clear for a whole window. An unacknowledged alert of
+an escalating severity escalates after a delay (journaled and notified again).
+
+Every transition appends a journal row (who, when, why, from, to) and, after the commit, goes
+on the bus as an AlertChange in commit order. A repeat only raises ``count`` and
+``last_seen``; it is published for live views with ``notify`` false and no journal row.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Engine, and_, case, event, func, or_, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session, sessionmaker
+
+from core.bus import Bus
+from core.contract import now_ms
+from core.db import make_engine
+from core.models_alerts import Alert, AlertJournal, WebhookDeadLetter
+from rules import timers
+from rules.engine import CancelTimer, Clear, Decision, Key, Raise, Timer
+from rules.spec import SEVERITY_RANK, RuleSet
+
+log = logging.getLogger(__name__)
+ALERTS = Alert.__table__
+SYSTEM = "system"
+DISPLAY_STATES = ("active", "acknowledged", "resolved", "shelved")
+MAX_NOTE = 2000
+
+
+class AlertError(Exception):
+    """A request the store refuses; the message is one sentence for the person asking."""
+
+
+class AlertNotFound(AlertError):
+    pass
+
+
+class AlertConflict(AlertError):
+    """The alert is not in a state that allows this transition."""
+
+
+class AlertInputError(AlertError):
+    """A missing or impossible argument (empty reason, expiry in the past...)."""
+
+
+@dataclass(frozen=True, slots=True)
+class AlertChange:
+    """One alert transition (or repeat), as fanned out after its commit."""
+
+    seq: int | None
+    """The journal row's id; None for a repeat, which has no journal row."""
+    at_ms: int
+    action: str
+    actor: str
+    from_state: str | None
+    to_state: str
+    note: str | None
+    notify: bool
+    """Whether notification channels (MQTT, webhooks) should carry it."""
+    alert: dict[str, Any]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "seq": self.seq,
+            "at": iso(self.at_ms),
+            "at_ms": self.at_ms,
+            "action": self.action,
+            "actor": self.actor,
+            "from": self.from_state,
+            "to": self.to_state,
+            "note": self.note,
+            "notify": self.notify,
+            "alert": self.alert,
+        }
+
+
+@dataclass(slots=True)
+class AlertFilter:
+    state: str | None = None
+    """active, acknowledged, resolved, shelved, or open (anything not resolved)."""
+    severity: str | None = None
+    zone: str | None = None
+    device: str | None = None
+    rule: str | None = None
+    since_ms: int | None = None
+    """Alerts still open at or after this time (resolved before it are left out)."""
+    until_ms: int | None = None
+    """Alerts raised before this time."""
+
+
+@dataclass(slots=True)
+class _Tx:
+    """What one transaction produced, published after its commit."""
+
+    now_ms: int
+    changes: list[AlertChange] = field(default_factory=list)
+
+
+def iso(ms: int | None) -> str | None:
+    if ms is None:
+        return None
+    moment = datetime.fromtimestamp(ms / 1000, UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
+
+
+def display_state(alert: Alert) -> str:
+    if alert.state != "resolved" and alert.shelved_until_ms is not None:
+        return "shelved"
+    return alert.state
+
+
+def public(alert: Alert) -> dict[str, Any]:
+    """The alert as the API, the SSE stream, MQTT and webhooks show it."""
+    return {
+        "id": alert.id,
+        "rule": alert.rule_id,
+        "kind": alert.kind,
+        "severity": alert.severity,
+        "state": display_state(alert),
+        "lifecycle": alert.state,
+        "title": {"zh": alert.title_zh, "en": alert.title_en},
+        "site": alert.site_id,
+        "subject": alert.subject,
+        "device": alert.device_id,
+        "zone": alert.zone_id,
+        "count": alert.count,
+        "first_seen": iso(alert.first_seen_ms),
+        "last_seen": iso(alert.last_seen_ms),
+        "first_seen_ms": alert.first_seen_ms,
+        "last_seen_ms": alert.last_seen_ms,
+        "condition_active": alert.condition_active,
+        "flapping": alert.flapping,
+        "escalation_level": alert.escalation_level,
+        "acknowledged": (
+            {"by": alert.acked_by, "at": iso(alert.acked_ms)} if alert.acked_ms else None
+        ),
+        "resolved": (
+            {"by": alert.resolved_by, "at": iso(alert.resolved_ms), "note": alert.resolve_note}
+            if alert.resolved_ms
+            else None
+        ),
+        "shelved": (
+            {
+                "by": alert.shelved_by,
+                "until": iso(alert.shelved_until_ms),
+                "reason": alert.shelve_reason,
+            }
+            if alert.shelved_until_ms is not None and alert.state != "resolved"
+            else None
+        ),
+        "detail": alert.detail,
+    }
+
+
+def journal_public(entry: AlertJournal) -> dict[str, Any]:
+    return {
+        "id": entry.id,
+        "at": iso(entry.at_ms),
+        "at_ms": entry.at_ms,
+        "actor": entry.actor,
+        "action": entry.action,
+        "from": entry.from_state,
+        "to": entry.to_state,
+        "note": entry.note,
+        "detail": entry.detail,
+    }
+
+
+def open_key(rule_id: str, subject: str) -> str:
+    return f"{rule_id}|{subject}"
+
+
+def write_engine(url: str) -> Engine:
+    """An engine whose transactions take the write lock at BEGIN on SQLite (BEGIN IMMEDIATE),
+    so two writers never deadlock upgrading a read lock; PostgreSQL is left as it is."""
+    engine = make_engine(url)
+    if engine.dialect.name == "sqlite":
+
+        def no_driver_transactions(dbapi_connection: Any, _record: Any) -> None:
+            dbapi_connection.isolation_level = None
+
+        def begin_immediate(connection: Any) -> None:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+        event.listen(engine, "connect", no_driver_transactions)
+        event.listen(engine, "begin", begin_immediate)
+    return engine
+
+
+class AlertStore:
+    """Alerts in the relational store. Construct, ``open()``, use from any thread, ``close()``.
+
+    Writes are serialised in this process so that changes reach the bus in commit order;
+    across processes the database's unique open key keeps one open alert per (rule, subject).
+    """
+
+    def __init__(
+        self,
+        url: str,
+        rules: RuleSet,
+        bus: Bus[AlertChange] | None = None,
+        clock: Callable[[], int] = now_ms,
+    ) -> None:
+        self.url = url
+        self.rules = rules
+        self.bus: Bus[AlertChange] = bus if bus is not None else Bus()
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._writer: Engine | None = None
+        self._reader: Engine | None = None
+        self._write: sessionmaker[Session] | None = None
+        self._read: sessionmaker[Session] | None = None
+
+    # ---- resources -------------------------------------------------------------------------
+
+    def open(self) -> None:
+        self._writer = write_engine(self.url)
+        self._write = sessionmaker(self._writer, expire_on_commit=False)
+        if self._writer.dialect.name == "sqlite":
+            self._reader = make_engine(self.url)
+        else:
+            self._reader = self._writer
+        self._read = sessionmaker(self._reader, expire_on_commit=False)
+
+    def close(self) -> None:
+        for engine in {id(e): e for e in (self._writer, self._reader) if e is not None}.values():
+            engine.dispose()
+        self._writer = self._reader = None
+
+    @property
+    def dialect(self) -> str:
+        assert self._writer is not None, "AlertStore.open() first"
+        return self._writer.dialect.name
+
+    def _transaction(self, work: Callable[[Session, _Tx], Any]) -> Any:
+        """Run ``work`` in one write transaction; publish its changes after the commit."""
+        assert self._write is not None, "AlertStore.open() first"
+        with self._lock:
+            tx = _Tx(self.clock())
+            with self._write() as session, session.begin():
+                result = work(session, tx)
+            for change in tx.changes:
+                self.bus.publish(change)
+        return result
+
+    # ---- the engine's decisions ------------------------------------------------------------
+
+    def apply(self, decisions: Sequence[Decision], now: int | None = None) -> list[AlertChange]:
+        """Store a batch of engine decisions (alerts and timers) in one transaction."""
+        if not decisions:
+            return []
+
+        def work(session: Session, tx: _Tx) -> list[AlertChange]:
+            if now is not None:
+                tx.now_ms = now
+            clocks: list[Timer | CancelTimer] = []
+            for decision in decisions:
+                if isinstance(decision, Raise):
+                    self._raise(session, decision, tx)
+                elif isinstance(decision, Clear):
+                    self._clear(session, decision, tx)
+                else:
+                    clocks.append(decision)
+            timers.apply(session, clocks, tx.now_ms)
+            return tx.changes
+
+        return list(self._transaction(work))
+
+    def _raise(self, session: Session, decision: Raise, tx: _Tx) -> None:
+        rule = self.rules.by_id.get(decision.rule_id)
+        key = open_key(decision.rule_id, decision.subject)
+        at = decision.at_ms
+        dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+        statement = dialect.insert(ALERTS).values(
+            open_key=key,
+            rule_id=decision.rule_id,
+            kind=rule.kind if rule is not None else "unknown",
+            subject=decision.subject,
+            site_id=decision.site_id,
+            device_id=decision.device_id,
+            zone_id=decision.zone_id,
+            severity=decision.severity,
+            state="active",
+            title_zh=rule.title.zh if rule is not None else decision.rule_id,
+            title_en=rule.title.en if rule is not None else decision.rule_id,
+            count=1,
+            first_seen_ms=at,
+            last_seen_ms=at,
+            condition_active=True,
+            escalation_level=0,
+            flapping=False,
+            detail=decision.detail,
+            updated_ms=tx.now_ms,
+        )
+        statement = statement.on_conflict_do_update(
+            index_elements=[ALERTS.c.open_key],
+            set_={
+                "count": ALERTS.c.count + 1,
+                "last_seen_ms": case((ALERTS.c.last_seen_ms > at, ALERTS.c.last_seen_ms), else_=at),
+                "detail": statement.excluded.detail,
+                "zone_id": statement.excluded.zone_id,
+                "updated_ms": tx.now_ms,
+            },
+        ).returning(ALERTS.c.id, ALERTS.c.count)
+        alert_id, count = session.execute(statement).one()
+        alert = session.get(Alert, alert_id, populate_existing=True)
+        assert alert is not None
+        if count == 1:
+            self._new(session, alert, tx)
+            return
+        reactivated = not alert.condition_active
+        if reactivated:
+            before = display_state(alert)
+            alert.condition_active = True
+            alert.cleared_ms = None
+            why = "flapping" if alert.flapping else "shelved"
+            self._journal(
+                session, alert, tx, "reactivated", before, False, f"condition back ({why})"
+            )
+        if SEVERITY_RANK[decision.severity] > SEVERITY_RANK[alert.severity]:
+            self._upgrade(session, alert, decision.severity, tx)
+            return
+        if reactivated:
+            return
+        tx.changes.append(
+            AlertChange(
+                None,
+                tx.now_ms,
+                "repeated",
+                SYSTEM,
+                display_state(alert),
+                display_state(alert),
+                None,
+                False,
+                public(alert),
+            )
+        )
+
+    def _new(self, session: Session, alert: Alert, tx: _Tx) -> None:
+        flapping = self.rules.flapping(alert.rule_id)
+        since = tx.now_ms - round(flapping.window * 1000)
+        recent = session.scalar(
+            select(func.count())
+            .select_from(Alert)
+            .where(
+                Alert.rule_id == alert.rule_id,
+                Alert.subject == alert.subject,
+                Alert.resolved_ms >= since,
+                Alert.resolved_by == SYSTEM,
+            )
+        )
+        note = None
+        if (recent or 0) + 1 >= flapping.count:
+            alert.flapping = True
+            note = (
+                f"flapping: raised {(recent or 0) + 1} times within {flapping.window:g} s; "
+                "held open until it stays clear"
+            )
+        self._arm_escalation(alert, tx.now_ms)
+        self._journal(session, alert, tx, "raised", None, True, note, alert.detail)
+
+    def _upgrade(self, session: Session, alert: Alert, severity: str, tx: _Tx) -> None:
+        before = display_state(alert)
+        note = f"severity {alert.severity} → {severity}"
+        alert.severity = severity
+        if alert.state == "acknowledged":
+            alert.state = "active"
+        self._arm_escalation(alert, tx.now_ms)
+        quiet = alert.flapping or alert.shelved_until_ms is not None
+        self._journal(session, alert, tx, "severity", before, not quiet, note, alert.detail)
+
+    def _clear(self, session: Session, decision: Clear, tx: _Tx) -> None:
+        alert = self._locked(
+            session, Alert.open_key == open_key(decision.rule_id, decision.subject)
+        )
+        if alert is None or not alert.condition_active:
+            return
+        if alert.flapping or alert.shelved_until_ms is not None:
+            before = display_state(alert)
+            alert.condition_active = False
+            alert.cleared_ms = decision.at_ms
+            why = "flapping" if alert.flapping else "shelved"
+            note = f"{decision.reason}; held open ({why})"
+            self._journal(session, alert, tx, "cleared", before, False, note)
+            return
+        self._resolve(session, alert, tx, SYSTEM, decision.reason)
+
+    # ---- the clock -------------------------------------------------------------------------
+
+    def housekeeping(self, now: int | None = None) -> list[AlertChange]:
+        """Expire shelves, escalate unacknowledged alerts, settle flapping ones that stayed
+        clear. Looks first without locking; opens a write transaction only when work is due."""
+        assert self._read is not None, "AlertStore.open() first"
+        at = self.clock() if now is None else now
+        due = self._due_filter(at)
+        with self._read() as session:
+            if session.scalar(select(Alert.id).where(due).limit(1)) is None:
+                return []
+
+        def work(session: Session, tx: _Tx) -> list[AlertChange]:
+            tx.now_ms = at
+            rows = session.scalars(select(Alert).where(due).order_by(Alert.id).with_for_update())
+            for alert in list(rows):
+                if alert.shelved_until_ms is not None and alert.shelved_until_ms <= at:
+                    self._unshelve(session, alert, tx, SYSTEM, "shelve expired")
+                if alert.state == "resolved":
+                    continue
+                if (
+                    alert.escalate_due_ms is not None
+                    and alert.escalate_due_ms <= at
+                    and alert.state == "active"
+                    and alert.shelved_until_ms is None
+                ):
+                    self._escalate(session, alert, tx)
+                window = round(self.rules.flapping(alert.rule_id).window * 1000)
+                if (
+                    alert.flapping
+                    and not alert.condition_active
+                    and alert.cleared_ms is not None
+                    and alert.cleared_ms <= at - window
+                    and alert.shelved_until_ms is None
+                ):
+                    self._resolve(
+                        session, alert, tx, SYSTEM, "condition stayed clear; flapping ended"
+                    )
+            return tx.changes
+
+        return list(self._transaction(work))
+
+    def _due_filter(self, at: int) -> Any:
+        windows = {round(f.window * 1000) for f in self._flapping_configs()}
+        settle = [Alert.cleared_ms <= at - w for w in windows] or [Alert.cleared_ms <= at]
+        return and_(
+            Alert.open_key.is_not(None),
+            or_(
+                Alert.shelved_until_ms <= at,
+                Alert.escalate_due_ms <= at,
+                and_(Alert.flapping.is_(True), Alert.condition_active.is_(False), or_(*settle)),
+            ),
+        )
+
+    def _flapping_configs(self) -> list[Any]:
+        return [self.rules.defaults.flapping] + [
+            r.flapping for r in self.rules.rules if r.flapping is not None
+        ]
+
+    def _escalate(self, session: Session, alert: Alert, tx: _Tx) -> None:
+        alert.escalation_level += 1
+        repeat = self.rules.defaults.escalate_repeat
+        alert.escalate_due_ms = tx.now_ms + round(repeat * 1000) if repeat else None
+        note = f"not acknowledged: escalation level {alert.escalation_level}"
+        self._journal(session, alert, tx, "escalated", "active", True, note)
+
+    def _arm_escalation(self, alert: Alert, at: int) -> None:
+        delay = self.rules.escalate_after_s(alert.rule_id, alert.severity)
+        if delay is None or alert.state != "active" or alert.shelved_until_ms is not None:
+            alert.escalate_due_ms = None
+        elif alert.escalate_due_ms is None:
+            alert.escalate_due_ms = at + round(delay * 1000)
+
+    # ---- people ----------------------------------------------------------------------------
+
+    def acknowledge(self, alert_id: int, actor: str, note: str | None = None) -> dict[str, Any]:
+        def work(session: Session, tx: _Tx) -> dict[str, Any]:
+            alert = self._get_locked(session, alert_id)
+            if alert.state != "active":
+                raise AlertConflict(f"alert {alert_id} is {alert.state}, not active")
+            before = display_state(alert)
+            alert.state = "acknowledged"
+            alert.acked_by = actor
+            alert.acked_ms = tx.now_ms
+            alert.escalate_due_ms = None
+            self._journal(session, alert, tx, "acknowledged", before, True, note, actor=actor)
+            return public(alert)
+
+        return dict(self._transaction(work))
+
+    def resolve(self, alert_id: int, actor: str, note: str) -> dict[str, Any]:
+        if not note or not note.strip():
+            raise AlertInputError("a note is required to resolve an alert by hand")
+
+        def work(session: Session, tx: _Tx) -> dict[str, Any]:
+            alert = self._get_locked(session, alert_id)
+            if alert.state == "resolved":
+                raise AlertConflict(f"alert {alert_id} is already resolved")
+            self._resolve(session, alert, tx, actor, note)
+            return public(alert)
+
+        return dict(self._transaction(work))
+
+    def shelve(self, alert_id: int, actor: str, reason: str, until_ms: int) -> dict[str, Any]:
+        if not reason or not reason.strip():
+            raise AlertInputError("a reason is required to shelve an alert")
+        longest = round(self.rules.defaults.max_shelve * 1000)
+
+        def work(session: Session, tx: _Tx) -> dict[str, Any]:
+            if until_ms <= tx.now_ms:
+                raise AlertInputError("the shelve expiry must be in the future")
+            if until_ms > tx.now_ms + longest:
+                raise AlertInputError(f"an alert can be shelved for at most {longest // 1000} s")
+            alert = self._get_locked(session, alert_id)
+            if alert.state == "resolved":
+                raise AlertConflict(f"alert {alert_id} is resolved; there is nothing to shelve")
+            before = display_state(alert)
+            alert.shelved_until_ms = until_ms
+            alert.shelved_by = actor
+            alert.shelve_reason = reason
+            alert.escalate_due_ms = None
+            detail = {"until": iso(until_ms), "until_ms": until_ms}
+            self._journal(session, alert, tx, "shelved", before, True, reason, detail, actor)
+            return public(alert)
+
+        return dict(self._transaction(work))
+
+    def unshelve(self, alert_id: int, actor: str, note: str | None = None) -> dict[str, Any]:
+        def work(session: Session, tx: _Tx) -> dict[str, Any]:
+            alert = self._get_locked(session, alert_id)
+            if alert.shelved_until_ms is None or alert.state == "resolved":
+                raise AlertConflict(f"alert {alert_id} is not shelved")
+            self._unshelve(session, alert, tx, actor, note)
+            return public(alert)
+
+        return dict(self._transaction(work))
+
+    def _unshelve(
+        self, session: Session, alert: Alert, tx: _Tx, actor: str, note: str | None
+    ) -> None:
+        alert.shelved_until_ms = None
+        self._arm_escalation(alert, tx.now_ms)
+        self._journal(session, alert, tx, "unshelved", "shelved", True, note, actor=actor)
+        if not alert.condition_active and not alert.flapping:
+            self._resolve(session, alert, tx, SYSTEM, "condition cleared while shelved")
+
+    def _resolve(self, session: Session, alert: Alert, tx: _Tx, actor: str, note: str) -> None:
+        before = display_state(alert)
+        alert.state = "resolved"
+        alert.open_key = None
+        alert.resolved_by = actor
+        alert.resolved_ms = tx.now_ms
+        alert.resolve_note = note
+        alert.escalate_due_ms = None
+        alert.shelved_until_ms = None
+        self._journal(session, alert, tx, "resolved", before, True, note, actor=actor)
+
+    # ---- journal and locking ---------------------------------------------------------------
+
+    def _journal(
+        self,
+        session: Session,
+        alert: Alert,
+        tx: _Tx,
+        action: str,
+        before: str | None,
+        notify: bool,
+        note: str | None = None,
+        detail: dict[str, Any] | None = None,
+        actor: str = SYSTEM,
+    ) -> None:
+        alert.updated_ms = tx.now_ms
+        entry = AlertJournal(
+            alert_id=alert.id,
+            at_ms=tx.now_ms,
+            actor=actor,
+            action=action,
+            from_state=before,
+            to_state=display_state(alert),
+            note=note,
+            detail=detail,
+        )
+        session.add(entry)
+        session.flush()
+        tx.changes.append(
+            AlertChange(
+                entry.id,
+                tx.now_ms,
+                action,
+                actor,
+                before,
+                entry.to_state,
+                note,
+                notify,
+                public(alert),
+            )
+        )
+
+    def _locked(self, session: Session, *where: Any) -> Alert | None:
+        return session.scalars(select(Alert).where(*where).with_for_update()).first()
+
+    def _get_locked(self, session: Session, alert_id: int) -> Alert:
+        alert = self._locked(session, Alert.id == alert_id)
+        if alert is None:
+            raise AlertNotFound(f"no alert with id {alert_id}")
+        return alert
+
+    # ---- reading ---------------------------------------------------------------------------
+
+    @contextmanager
+    def reading(self) -> Iterator[Session]:
+        """A read-only session (no write lock taken on SQLite)."""
+        assert self._read is not None, "AlertStore.open() first"
+        with self._read() as session:
+            yield session
+
+    def get(self, alert_id: int) -> dict[str, Any]:
+        """The alert with its whole journal, oldest entry first."""
+        assert self._read is not None, "AlertStore.open() first"
+        with self._read() as session:
+            alert = session.get(Alert, alert_id)
+            if alert is None:
+                raise AlertNotFound(f"no alert with id {alert_id}")
+            entries = session.scalars(
+                select(AlertJournal)
+                .where(AlertJournal.alert_id == alert_id)
+                .order_by(AlertJournal.id)
+            )
+            return public(alert) | {"journal": [journal_public(e) for e in entries]}
+
+    def query(
+        self, where: AlertFilter, limit: int = 50, offset: int = 0
+    ) -> tuple[list[dict[str, Any]], int]:
+        """A page of alerts, newest first, and how many match in all."""
+        assert self._read is not None, "AlertStore.open() first"
+        conditions: list[Any] = []
+        if where.state == "open":
+            conditions.append(Alert.state != "resolved")
+        elif where.state == "shelved":
+            conditions += [Alert.state != "resolved", Alert.shelved_until_ms.is_not(None)]
+        elif where.state in ("active", "acknowledged"):
+            conditions += [Alert.state == where.state, Alert.shelved_until_ms.is_(None)]
+        elif where.state is not None:
+            conditions.append(Alert.state == where.state)
+        for column, value in (
+            (Alert.severity, where.severity),
+            (Alert.zone_id, where.zone),
+            (Alert.device_id, where.device),
+            (Alert.rule_id, where.rule),
+        ):
+            if value is not None:
+                conditions.append(column == value)
+        if where.since_ms is not None:
+            conditions.append(or_(Alert.resolved_ms.is_(None), Alert.resolved_ms >= where.since_ms))
+        if where.until_ms is not None:
+            conditions.append(Alert.first_seen_ms < where.until_ms)
+        with self._read() as session:
+            total = session.scalar(select(func.count()).select_from(Alert).where(*conditions))
+            rows = session.scalars(
+                select(Alert)
+                .where(*conditions)
+                .order_by(Alert.first_seen_ms.desc(), Alert.id.desc())
+                .limit(limit)
+                .offset(offset)
+            )
+            return [public(a) for a in rows], int(total or 0)
+
+    def open_keys(self) -> list[Key]:
+        assert self._read is not None, "AlertStore.open() first"
+        with self._read() as session:
+            rows = session.execute(
+                select(Alert.rule_id, Alert.subject).where(Alert.open_key.is_not(None))
+            )
+            return [(rule_id, subject) for rule_id, subject in rows]
+
+    def load_timers(self) -> list[Timer]:
+        assert self._read is not None, "AlertStore.open() first"
+        with self._read() as session:
+            return timers.load(session)
+
+    # ---- webhook dead letters --------------------------------------------------------------
+
+    def record_dead_letter(
+        self, webhook: str, change: AlertChange, attempts: int, error: str
+    ) -> None:
+        assert self._write is not None, "AlertStore.open() first"
+        with self._write() as session, session.begin():
+            session.add(
+                WebhookDeadLetter(
+                    webhook=webhook,
+                    created_ms=self.clock(),
+                    alert_id=change.alert.get("id"),
+                    seq=change.seq,
+                    attempts=attempts,
+                    last_error=error[:2000],
+                    payload=change.to_json(),
+                )
+            )
+
+    def dead_letters(self, webhook: str | None = None) -> list[dict[str, Any]]:
+        assert self._read is not None, "AlertStore.open() first"
+        with self._read() as session:
+            query = select(WebhookDeadLetter).order_by(WebhookDeadLetter.id)
+            if webhook is not None:
+                query = query.where(WebhookDeadLetter.webhook == webhook)
+            return [
+                {
+                    "id": d.id,
+                    "webhook": d.webhook,
+                    "created": iso(d.created_ms),
+                    "alert_id": d.alert_id,
+                    "seq": d.seq,
+                    "attempts": d.attempts,
+                    "last_error": d.last_error,
+                    "payload": d.payload,
+                }
+                for d in session.scalars(query)
+            ]
