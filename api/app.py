@@ -11,12 +11,18 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import OperationalError
 
 from api.context import AppContext
-from api.routers import dead_letters, devices, health, metrics
+from api.routers import dead_letters, devices, health, metrics, readings
 
 log = logging.getLogger(__name__)
 
 #: The routers served, in order; a later issue adds its own here with one line.
-ROUTERS: list[APIRouter] = [health.router, devices.router, dead_letters.router, metrics.router]
+ROUTERS: list[APIRouter] = [
+    health.router,
+    devices.router,
+    readings.router,
+    dead_letters.router,
+    metrics.router,
+]
 
 #: Routers of modules being written in parallel, included when their module is there.
 OPTIONAL_ROUTERS = ("api.routers.alerts",)

@@ -1,14 +1,21 @@
-"""Dependencies routes declare by type: ``ctx: CtxDep``, ``session: SessionDep``."""
+"""Dependencies routes declare by type: ``ctx: CtxDep``, ``session: SessionDep``,
+``device: DeviceDep``."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import Depends, Request
+from fastapi import Depends, HTTPException, Path, Request
 from sqlalchemy.orm import Session
 
 from api.context import AppContext
+from api.schemas import ErrorPublic
+from core.contract import ID_PATTERN
+from core.models import Device
+
+ID = f"^{ID_PATTERN}$"
+"""The contract's id pattern (devices, sites, zones) for path and query parameters."""
 
 
 def get_ctx(request: Request) -> AppContext:
@@ -26,3 +33,23 @@ def get_session(ctx: CtxDep) -> Iterator[Session]:
 
 
 SessionDep = Annotated[Session, Depends(get_session)]
+
+
+def get_device(
+    device_id: Annotated[
+        str, Path(pattern=ID, description="Device id: 1-64 letters, digits, '_' or '-'.")
+    ],
+    session: SessionDep,
+) -> Device:
+    """The device named in the path, or a 404 naming the id."""
+    device = session.get(Device, device_id)
+    if device is None:
+        raise HTTPException(404, f"no device with id {device_id!r}")
+    return device
+
+
+DeviceDep = Annotated[Device, Depends(get_device)]
+NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorPublic, "description": "No device has this id."}
+}
+"""The 404 of routes that take DeviceDep, for their OpenAPI ``responses``."""

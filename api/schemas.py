@@ -12,11 +12,21 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from core.catalogue import Metric
 from core.ingest import Presence
 
 Rfc3339 = Annotated[str, Field(json_schema_extra={"format": "date-time"})]
 MetricKind = Literal["number", "boolean", "string"]
 Value = bool | float | str | None
+
+
+def as_kind(spec: Metric | None, value: Any) -> Value:
+    """A stored value as its catalogue kind: booleans are kept as 1.0/0.0, shown true/false."""
+    if value is None or isinstance(value, bool | str):
+        return value
+    if isinstance(value, int | float):
+        return bool(value) if spec is not None and spec.kind == "boolean" else float(value)
+    return str(value)  # not a metric value at all: shown as text rather than failing
 
 
 class _Public(BaseModel):

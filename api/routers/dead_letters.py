@@ -8,10 +8,9 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from sqlalchemy import func, select
 
-from api.deps import SessionDep
+from api.deps import ID, SessionDep
 from api.schemas import DeadLetterPublic, DeadLettersPublic
 from api.timefmt import to_rfc3339
-from core.contract import ID_PATTERN
 from core.models import DeadLetter
 
 router = APIRouter(prefix="/api/v1", tags=["dead letters"])
@@ -29,9 +28,7 @@ def list_dead_letters(
         str | None,
         Query(pattern=r"^[a-z_]{1,32}$", description="Only this reason code, e.g. not_json."),
     ] = None,
-    device: Annotated[
-        str | None, Query(pattern=f"^{ID_PATTERN}$", description="Only this device id.")
-    ] = None,
+    device: Annotated[str | None, Query(pattern=ID, description="Only this device id.")] = None,
 ) -> DeadLettersPublic:
     """Newest first, each with the stored start of its payload as text and as base64."""
     filters = [
