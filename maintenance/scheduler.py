@@ -1,0 +1,384 @@
+"""The maintenance service: APScheduler with its job store in the relational database.
+
+``MaintenanceService.start()`` starts a BackgroundScheduler whose only in-memory job renews the
+leader lease (maintenance/leader.py). The instance that holds the lease attaches the persistent
+SQLAlchemy job store (table ``maintenance_scheduler_jobs``) holding three jobs:
+
+- ``maintenance.generate`` at minutes 0, 15, 30 and 45 in the park's zone (so a daily task
+  appears at local midnight): create this period's tasks and catch up missed periods;
+- ``maintenance.service_dates`` daily at 00:05: extinguisher service and scrap tasks;
+- ``maintenance.overdue`` every minute: open tasks past due become overdue.
+
+On becoming leader it runs all three at once: that is the catch-up after downtime. The tasks'
+unique key makes every run idempotent, so a run repeated by APScheduler's misfire handling,
+by a second leader, or by hand, creates nothing twice.
+
+Each job runs in its own transaction; a database or plan failure is logged, counted in
+``status()`` and rolled back, and the scheduler keeps running.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import threading
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from apscheduler.events import EVENT_JOB_ERROR, JobExecutionEvent
+from apscheduler.jobstores.memory import MemoryJobStore
+from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from core.catalogue import Catalogue
+from core.db import SessionFactory, session_scope
+from core.settings import Settings
+from maintenance.errors import MaintenanceError, PlanError
+from maintenance.leader import acquire_lease, release_lease
+from maintenance.photos import MAX_PHOTO_BYTES, PhotoStore
+from maintenance.plans import PLANS_FILE, PlanSet, load_plans
+from maintenance.schedule import generate_tasks, mark_overdue, utc_now
+from maintenance.service_dates import generate_service_tasks
+
+log = logging.getLogger(__name__)
+
+JOB_TABLE = "maintenance_scheduler_jobs"
+DB_STORE = "db"
+JOBS = ("generate", "service_dates", "overdue")
+_LEADERS: dict[str, MaintenanceService] = {}
+_LEADERS_LOCK = threading.Lock()
+
+
+@dataclass(frozen=True, slots=True)
+class MaintenanceConfig:
+    """Deployment knobs (the plans themselves are site data in inspection-plans.yaml)."""
+
+    photo_dir: Path | None = None
+    """Keep inspection photos in this folder; None keeps them in the database."""
+    photo_max_bytes: int = MAX_PHOTO_BYTES
+    catch_up_days: int = 366
+    """Missed periods older than this are not generated on start-up (and that is reported)."""
+    overdue_every_s: float = 60.0
+    lease_ttl_s: float = 30.0
+    lease_renew_s: float = 10.0
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> MaintenanceConfig:
+        """``PARKGUARD_PHOTO_DIR`` and ``PARKGUARD_PHOTO_MAX_BYTES``; ValueError names a bad one."""
+        env = os.environ if environ is None else environ
+        photo_dir = env.get("PARKGUARD_PHOTO_DIR") or None
+        raw_max = env.get("PARKGUARD_PHOTO_MAX_BYTES")
+        max_bytes = MAX_PHOTO_BYTES
+        if raw_max:
+            if not raw_max.isdigit() or not 1 <= int(raw_max) <= 100 * 1024 * 1024:
+                raise ValueError(
+                    "PARKGUARD_PHOTO_MAX_BYTES must be a number of bytes up to 100 MiB"
+                )
+            max_bytes = int(raw_max)
+        return cls(photo_dir=Path(photo_dir) if photo_dir else None, photo_max_bytes=max_bytes)
+
+
+@dataclass(slots=True)
+class RunResult:
+    """What one pass of the jobs did (``run_once`` and the catch-up on becoming leader)."""
+
+    created: int = 0
+    service_created: int = 0
+    overdue: int = 0
+    register_problems: int = 0
+    skipped_plans: list[str] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+
+
+class MaintenanceService:
+    """Owns the maintenance scheduler; build it, ``start()`` it in the lifespan, ``stop()`` it.
+
+    The constructor only assigns fields: no thread, connection or file is touched before
+    ``start()`` (or the first use of ``plans``).
+    """
+
+    def __init__(
+        self,
+        *,
+        engine: Engine,
+        sessions: SessionFactory,
+        timezone: str = "Asia/Shanghai",
+        plans_path: Path | None = None,
+        plans: PlanSet | None = None,
+        catalogue: Catalogue | None = None,
+        config: MaintenanceConfig | None = None,
+        clock: Callable[[], datetime] = utc_now,
+        name: str = "maintenance",
+        holder: str | None = None,
+    ) -> None:
+        self.engine = engine
+        self.sessions = sessions
+        self.timezone = timezone
+        self.plans_path = plans_path
+        self.catalogue = catalogue
+        self.config = config or MaintenanceConfig()
+        self.clock = clock
+        self.name = name
+        self.holder = holder or f"{os.uname().nodename}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._plans = plans
+        self._scheduler: BackgroundScheduler | None = None
+        self._leader = False
+        self._lock = threading.RLock()
+        self._counts: dict[str, int] = {}
+        self._last_error: str | None = None
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: Settings,
+        *,
+        engine: Engine,
+        sessions: SessionFactory,
+        catalogue: Catalogue | None = None,
+        config: MaintenanceConfig | None = None,
+        **kwargs: Any,
+    ) -> MaintenanceService:
+        """Plans from ``<site>/inspection-plans.yaml``; the park's zone from the settings."""
+        plans_path = settings.site / PLANS_FILE if settings.site is not None else None
+        return cls(
+            engine=engine,
+            sessions=sessions,
+            timezone=settings.timezone,
+            plans_path=plans_path,
+            catalogue=catalogue,
+            config=config,
+            **kwargs,
+        )
+
+    # ---- data the API reads ------------------------------------------------------------------
+
+    @property
+    def plans(self) -> PlanSet:
+        """The inspection plans, read on first use; PlanError if the file is bad."""
+        with self._lock:
+            if self._plans is None:
+                self._plans = self._read_plans()
+            return self._plans
+
+    def reload_plans(self) -> PlanSet:
+        """Read the plan file again; on error the plans in force stay and PlanError is raised."""
+        fresh = self._read_plans()
+        with self._lock:
+            self._plans = fresh
+        return fresh
+
+    @property
+    def photos(self) -> PhotoStore:
+        return PhotoStore(self.config.photo_dir, self.config.photo_max_bytes)
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    @property
+    def is_leader(self) -> bool:
+        return self._leader
+
+    def status(self) -> dict[str, Any]:
+        """For health and metrics: leader or not, job counters, the last error."""
+        return {
+            "running": self._scheduler is not None,
+            "leader": self._leader,
+            "holder": self.holder,
+            "counts": dict(self._counts),
+            "last_error": self._last_error,
+        }
+
+    # ---- lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the scheduler; leadership (and the catch-up run) follows within a lease tick."""
+        if self._scheduler is not None:
+            raise RuntimeError("maintenance service already started")
+        self.plans  # noqa: B018 - a bad plan file stops start-up with PlanError, not later
+        scheduler = BackgroundScheduler(
+            jobstores={"default": MemoryJobStore()},
+            job_defaults={"coalesce": True, "misfire_grace_time": None, "max_instances": 1},
+            timezone=self.zone,
+        )
+        scheduler.add_listener(self._on_job_error, EVENT_JOB_ERROR)
+        scheduler.add_job(
+            self._lease_tick,
+            IntervalTrigger(seconds=self.config.lease_renew_s),
+            id="maintenance.lease",
+            next_run_time=datetime.now(self.zone),
+        )
+        self._scheduler = scheduler
+        scheduler.start()
+
+    def stop(self) -> None:
+        """Stop the scheduler (waiting for a running job) and give up the lease."""
+        scheduler, self._scheduler = self._scheduler, None
+        if scheduler is None:
+            return
+        scheduler.shutdown(wait=True)
+        was_leader = self._leader
+        self._step_down(scheduler)
+        if was_leader:
+            try:
+                with session_scope(self.sessions) as session:
+                    release_lease(session, self.name, self.holder)
+            except SQLAlchemyError as exc:
+                self._failed("release_lease", exc)
+
+    def run_once(self, now: datetime | None = None) -> RunResult:
+        """Run generate, service dates and overdue once, each in its own transaction."""
+        result = RunResult()
+        for job in JOBS:
+            self._run(job, now or self.clock(), result)
+        return result
+
+    # ---- internals ---------------------------------------------------------------------------
+
+    def _read_plans(self) -> PlanSet:
+        if self.plans_path is None:
+            log.warning("no site folder: no inspection plans, only extinguisher service dates")
+            return PlanSet()
+        if not self.plans_path.exists():
+            log.warning("%s does not exist: no inspection plans", self.plans_path)
+            return PlanSet()
+        return load_plans(self.plans_path, self.catalogue)
+
+    def _lease_tick(self) -> None:
+        scheduler = self._scheduler
+        if scheduler is None:
+            return
+        now = self.clock()
+        ttl = timedelta(seconds=self.config.lease_ttl_s)
+        try:
+            with session_scope(self.sessions) as session:
+                held = acquire_lease(session, self.name, self.holder, now, ttl)
+        except SQLAlchemyError as exc:
+            self._failed("lease", exc)
+            held = False
+        if held and not self._leader:
+            self._become_leader(scheduler)
+        elif not held and self._leader:
+            log.warning("maintenance: lost the scheduler lease to another instance")
+            self._step_down(scheduler)
+
+    def _become_leader(self, scheduler: BackgroundScheduler) -> None:
+        log.info("maintenance: %s is the scheduler leader", self.holder)
+        with _LEADERS_LOCK:
+            _LEADERS[self.name] = self
+        self._leader = True
+        try:
+            self._attach_jobs(scheduler)
+        except SQLAlchemyError as exc:
+            self._failed("attach_jobs", exc)
+            self._step_down(scheduler)
+            return
+        caught_up = self.run_once()  # the catch-up after downtime, before any cron fires
+        log.info(
+            "maintenance catch-up: %d tasks, %d service tasks, %d overdue",
+            caught_up.created,
+            caught_up.service_created,
+            caught_up.overdue,
+        )
+
+    def _attach_jobs(self, scheduler: BackgroundScheduler) -> None:
+        store = _SharedEngineJobStore(engine=self.engine, tablename=JOB_TABLE)
+        scheduler.add_jobstore(store, DB_STORE)
+        triggers = {
+            "generate": CronTrigger(minute="0,15,30,45", timezone=self.zone),
+            "service_dates": CronTrigger(hour=0, minute=5, timezone=self.zone),
+            "overdue": IntervalTrigger(seconds=self.config.overdue_every_s, timezone=self.zone),
+        }
+        for job, trigger in triggers.items():
+            job_id = f"maintenance.{job}"
+            existing = scheduler.get_job(job_id, jobstore=DB_STORE)
+            if existing is not None and str(existing.trigger) == str(trigger):
+                continue  # keep its stored next run time: APScheduler's misfire run follows
+            scheduler.add_job(
+                "maintenance.scheduler:run_job",
+                trigger,
+                args=(self.name, job),
+                id=job_id,
+                name=job_id,
+                jobstore=DB_STORE,
+                replace_existing=True,
+            )
+
+    def _step_down(self, scheduler: BackgroundScheduler) -> None:
+        with _LEADERS_LOCK:
+            if _LEADERS.get(self.name) is self:
+                del _LEADERS[self.name]
+        if self._leader:
+            self._leader = False
+            with contextlib.suppress(KeyError):
+                scheduler.remove_jobstore(DB_STORE, shutdown=False)
+
+    def _run(self, job: str, now: datetime, result: RunResult) -> None:
+        self._count(f"runs.{job}")
+        try:
+            with session_scope(self.sessions) as session:
+                if job == "generate":
+                    generated = generate_tasks(
+                        session,
+                        self.plans,
+                        now,
+                        default_tz=self.timezone,
+                        catch_up=timedelta(days=self.config.catch_up_days),
+                    )
+                    result.created += generated.created
+                    result.skipped_plans += [s.plan_id for s in generated.skipped]
+                    self._count("tasks_created", generated.created)
+                    self._count("catch_up_skipped", len(generated.skipped))
+                elif job == "service_dates":
+                    service = generate_service_tasks(
+                        session, self.plans.extinguisher_service, now, default_tz=self.timezone
+                    )
+                    result.service_created += service.created
+                    result.register_problems += len(service.problems)
+                    self._count("tasks_created", service.created)
+                    self._count("register_problems", len(service.problems))
+                else:
+                    result.overdue += mark_overdue(session, now)
+        except (SQLAlchemyError, MaintenanceError) as exc:
+            result.failures.append(f"{job}: {exc}")
+            self._failed(job, exc)
+
+    def _failed(self, job: str, exc: BaseException) -> None:
+        self._count(f"failures.{job}")
+        self._last_error = f"{job}: {type(exc).__name__}: {str(exc)[:300]}"
+        level = logging.ERROR if isinstance(exc, PlanError) else logging.WARNING
+        log.log(level, "maintenance %s failed (rolled back, will retry): %s", job, exc)
+
+    def _count(self, key: str, amount: int = 1) -> None:
+        with self._lock:
+            self._counts[key] = self._counts.get(key, 0) + amount
+
+    def _on_job_error(self, event: JobExecutionEvent) -> None:
+        self._failed(str(event.job_id), event.exception or RuntimeError("job failed"))
+
+
+def run_job(name: str, job: str) -> None:
+    """What the persistent jobs call (by reference, so the job store can pickle them)."""
+    with _LEADERS_LOCK:
+        service = _LEADERS.get(name)
+    if service is None:
+        log.warning("maintenance job %s fired with no leading %s service here; skipped", job, name)
+        return
+    service._run(job, service.clock(), RunResult())
+
+
+class _SharedEngineJobStore(SQLAlchemyJobStore):
+    """The job store on the application's engine, which it must not dispose of on shutdown."""
+
+    def shutdown(self) -> None:
+        pass
