@@ -891,6 +891,9 @@ class ImportSummary:
             "devices": self.devices,
         }
 
+    def __str__(self) -> str:
+        return "; ".join(self.lines())
+
     def lines(self) -> list[str]:
         """The summary for a person, one line per kind."""
         out = [f"{kind}: {tally}" for kind, tally in self.tallies().items()]

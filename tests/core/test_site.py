@@ -281,7 +281,8 @@ def test_reimport_updates_adds_and_reports_but_never_deletes(
     assert summary.states_created == 1
     assert summary.not_in_register == ("fl-1",)
     assert summary.zones.unchanged == 3 and summary.sites.unchanged == 1
-    assert any("fl-1" in line for line in summary.lines())
+    assert "devices: 1 created, 1 updated, 2 unchanged; " in str(summary)
+    assert summary.lines()[-1] == "1 stored device(s) not in devices.csv (kept): fl-1"
     with engine.connect() as c:
         assert (
             c.execute(select(Device.label).where(Device.id == "sd-1"))
