@@ -52,10 +52,32 @@ def make_devices(url: str, site: str, n: int) -> list[str]:
     ids = [f"bench-{i:05d}" for i in range(n)]
     with engine.begin() as c:
         c.execute(insert(Site), [{"id": site, "name_zh": "基准", "name_en": "Bench"}])
-        c.execute(insert(Zone), [{"id": f"{site}-z", "site_id": site, "kind": "warehouse",
-                                  "name_zh": "区", "name_en": "Zone", "polygon": []}])
-        c.execute(insert(Device), [{"id": d, "site_id": site, "type": "warehouse_env",
-                                    "zone_id": f"{site}-z", "label": d} for d in ids])
+        c.execute(
+            insert(Zone),
+            [
+                {
+                    "id": f"{site}-z",
+                    "site_id": site,
+                    "kind": "warehouse",
+                    "name_zh": "区",
+                    "name_en": "Zone",
+                    "polygon": [],
+                }
+            ],
+        )
+        c.execute(
+            insert(Device),
+            [
+                {
+                    "id": d,
+                    "site_id": site,
+                    "type": "warehouse_env",
+                    "zone_id": f"{site}-z",
+                    "label": d,
+                }
+                for d in ids
+            ],
+        )
         c.execute(insert(DeviceState), [{"device_id": d, "last_values": {}} for d in ids])
     engine.dispose()
     return ids
@@ -86,17 +108,29 @@ def main() -> None:
     url = args.database_url or f"sqlite:///{work / 'bench.db'}"
     site = "bench"
     devices = make_devices(url, site, args.devices)
-    env = {**os.environ, "PARKGUARD_DATABASE_URL": url,
-           "PARKGUARD_MQTT_URL": f"mqtt://127.0.0.1:{port}",
-           "PARKGUARD_MQTT_CLIENT_ID": "bench-collector"}
+    env = {
+        **os.environ,
+        "PARKGUARD_DATABASE_URL": url,
+        "PARKGUARD_MQTT_URL": f"mqtt://127.0.0.1:{port}",
+        "PARKGUARD_MQTT_CLIENT_ID": "bench-collector",
+    }
     env.pop("PARKGUARD_SITE", None)
-    collector = subprocess.Popen([sys.executable, "-m", "parkguard.cli", "collect"], env=env,
-                                 cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    collector = subprocess.Popen(
+        [sys.executable, "-m", "parkguard.cli", "collect"],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     engine = make_engine(url)
 
     def stored() -> int:
         with engine.connect() as c:
-            return int(c.execute(text("select count(*) from readings where metric = 'temperature_c'")).scalar_one())
+            return int(
+                c.execute(
+                    text("select count(*) from readings where metric = 'temperature_c'")
+                ).scalar_one()
+            )
 
     try:
         time.sleep(2.0)
@@ -120,8 +154,11 @@ def main() -> None:
                 if delay > 0:
                     time.sleep(delay)
                 d = i % len(topics)
-                payload = encode_telemetry(t0 + i // len(topics), i // len(topics),
-                                           {"temperature_c": 21.5, "humidity_pct": 40.0})
+                payload = encode_telemetry(
+                    t0 + i // len(topics),
+                    i // len(topics),
+                    {"temperature_c": 21.5, "humidity_pct": 40.0},
+                )
                 last_info = client.publish(topics[d], payload, qos=1)
 
         thread = threading.Thread(target=publish)
@@ -137,18 +174,27 @@ def main() -> None:
         cpu1, peak = proc_stats(collector.pid)
         n = stored()
         with engine.connect() as c:
-            distinct = int(c.execute(text(
-                "select count(*) from (select distinct device_id, seq from readings "
-                "where metric = 'temperature_c') x")).scalar_one())
+            distinct = int(
+                c.execute(
+                    text(
+                        "select count(*) from (select distinct device_id, seq from readings "
+                        "where metric = 'temperature_c') x"
+                    )
+                ).scalar_one()
+            )
         client.loop_stop()
         client.disconnect()
-        print(f"messages published   {args.messages} from {args.devices} devices "
-              f"({args.messages / published_s:,.0f}/s offered over {published_s:.1f} s)")
+        print(
+            f"messages published   {args.messages} from {args.devices} devices "
+            f"({args.messages / published_s:,.0f}/s offered over {published_s:.1f} s)"
+        )
         print(f"stored               {n} messages ({2 * n} readings)")
         print(f"sustained stored rate {n / elapsed:,.0f} messages/s over {elapsed:.1f} s")
         print(f"loss                 {args.messages - distinct}")
         print(f"duplicates           {n - distinct}")
-        print(f"collector CPU        {cpu1 - cpu0:.1f} s ({(cpu1 - cpu0) / elapsed * 100:.0f}% of one core)")
+        print(
+            f"collector CPU        {cpu1 - cpu0:.1f} s ({(cpu1 - cpu0) / elapsed * 100:.0f}% of one core)"
+        )
         print(f"collector peak RSS   {peak / 2**20:.0f} MiB")
     finally:
         collector.terminate()

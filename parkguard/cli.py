@@ -20,7 +20,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    logging.getLogger("amqtt").setLevel(logging.ERROR)
+    for noisy in ("amqtt", "transitions"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         return int(args.run(args))
     except SettingsError as exc:
@@ -85,9 +86,8 @@ def _demo(_args: argparse.Namespace) -> int:
 
 
 def _import(args: argparse.Namespace) -> int:
-    from core.site import SiteError
-
     from core.db import make_engine, upgrade
+    from core.site import SiteError
     from parkguard.runtime import import_site_folder
 
     settings = load_settings(site=args.site_dir)
@@ -112,8 +112,8 @@ def _db_upgrade(_args: argparse.Namespace) -> int:
 
 def run_server(settings: Settings, pick_free_ports: bool = False) -> int:
     import uvicorn
-    from core.site import SiteError
 
+    from core.site import SiteError
     from parkguard.broker import pick_port
     from parkguard.runtime import Runtime
 
