@@ -192,9 +192,8 @@ def main() -> None:
         print(f"sustained stored rate {n / elapsed:,.0f} messages/s over {elapsed:.1f} s")
         print(f"loss                 {args.messages - distinct}")
         print(f"duplicates           {n - distinct}")
-        print(
-            f"collector CPU        {cpu1 - cpu0:.1f} s ({(cpu1 - cpu0) / elapsed * 100:.0f}% of one core)"
-        )
+        cpu = cpu1 - cpu0
+        print(f"collector CPU        {cpu:.1f} s ({cpu / elapsed * 100:.0f}% of one core)")
         print(f"collector peak RSS   {peak / 2**20:.0f} MiB")
     finally:
         collector.terminate()

@@ -109,7 +109,8 @@ def test_every_bad_input_is_a_dead_letter_and_good_messages_still_land(
         stored = [
             tuple(r)
             for r in c.exec_driver_sql(
-                "select topic, reason, payload_size, length(payload), detail from dead_letters order by id"
+                "select topic, reason, payload_size, length(payload), detail"
+                " from dead_letters order by id"
             )
         ]
     # events jump the telemetry queue, so compare without order

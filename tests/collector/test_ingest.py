@@ -162,6 +162,7 @@ def _causes(engine: Any, device_id: str) -> list[tuple[str, str]]:
         return [
             tuple(r)
             for r in c.exec_driver_sql(
-                f"select presence, cause from presence_changes where device_id = '{device_id}' order by id"
+                "select presence, cause from presence_changes"
+                f" where device_id = '{device_id}' order by id"
             )
         ]
