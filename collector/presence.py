@@ -9,17 +9,17 @@ connection) makes it offline; losing the broker, or starting up, makes every dev
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Connection, bindparam, insert, select, update
+from sqlalchemy import Connection, Table, bindparam, insert, select, update
 
 from core.contract import Event, MetricValue, Status, Telemetry
 from core.ingest import Presence, PresenceUpdate
 from core.models import DeviceState, PresenceChange
 
 FAULT_EVENTS = {"fault": True, "fault_cleared": False}
-STATE = DeviceState.__table__
-CHANGES = PresenceChange.__table__
+STATE = cast(Table, DeviceState.__table__)
+CHANGES = cast(Table, PresenceChange.__table__)
 
 
 @dataclass(slots=True)
@@ -51,7 +51,7 @@ class DeviceStates:
             values = row.last_values or {}
             newest = max((v.get("ts", 0) for v in values.values()), default=0)
             self.states[row.device_id] = LiveState(
-                row.presence,  # type: ignore[arg-type]
+                row.presence,
                 row.presence_since_ms,
                 row.last_seen_ms,
                 row.last_seq,

@@ -7,8 +7,9 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import cast
 
-from sqlalchemy import Connection, Engine, insert
+from sqlalchemy import Connection, Engine, Table, insert
 from sqlalchemy.dialects import postgresql, sqlite
 
 from collector.decode import Decoder
@@ -28,8 +29,8 @@ from core.models import DeadLetter, DeviceEvent
 from core.readings import ReadingRow, ReadingsStore
 
 log = logging.getLogger(__name__)
-EVENTS = DeviceEvent.__table__
-DEAD = DeadLetter.__table__
+EVENTS = cast(Table, DeviceEvent.__table__)
+DEAD = cast(Table, DeadLetter.__table__)
 
 
 @dataclass(slots=True)
