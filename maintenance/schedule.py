@@ -120,9 +120,7 @@ def plan_subjects(session: Session, plan: Plan, default_tz: str) -> list[Subject
     """The devices, zones or sites a plan covers, in id order."""
     site_tz = {
         site_id: tz
-        for site_id, tz in session.execute(
-            select(Site.id, Site.timezone).order_by(Site.id)
-        )
+        for site_id, tz in session.execute(select(Site.id, Site.timezone).order_by(Site.id))
     }
     subjects: list[Subject] = []
     if plan.per == "device":
