@@ -241,6 +241,7 @@ class AlertStore:
         for engine in {id(e): e for e in (self._writer, self._reader) if e is not None}.values():
             engine.dispose()
         self._writer = self._reader = None
+        self._write = self._read = None
 
     @property
     def dialect(self) -> str:

@@ -356,10 +356,14 @@ class Engine:
                     self._raise_absent(rule, device, now_ms, "silence", out)
         if now_ms >= self._next_absence_flush:
             self._next_absence_flush = now_ms + ABSENCE_FLUSH_MS
-            for key, due in self._absence_due.items():
-                if self._absence_saved.get(key) != due:
-                    self._absence_saved[key] = due
-                    out.append(Timer(*key, "absence", due, {}))
+            self.flush_absence(out)
+
+    def flush_absence(self, out: list[Decision]) -> None:
+        """Persist every silence deadline that moved since it was last persisted."""
+        for key, due in self._absence_due.items():
+            if self._absence_saved.get(key) != due:
+                self._absence_saved[key] = due
+                out.append(Timer(*key, "absence", due, {}))
 
     def forget(self, rule_id: str, subject: str, now_ms: int, out: list[Decision]) -> None:
         """A person resolved the alert: start over. A condition that still holds is pending

@@ -74,15 +74,17 @@ def only(decisions: list[Decision], kind: type) -> list[Any]:
     return [d for d in decisions if isinstance(d, kind)]
 
 
-def add_park(engine_: Engine, site: str = SITE) -> None:
-    """The same small park, as rows (a site, its zones, devices with an unknown state)."""
+def add_park(engine_: Engine, site: str = SITE, prefix: str = "") -> dict[str, str]:
+    """The same small park, as rows (a site, its zones, devices with an unknown state); ids
+    get ``prefix`` so tests sharing a broker do not meet. Returns logical name → device id."""
+    ids = {name: prefix + name for name in DEVICES}
     with engine_.begin() as c:
         c.execute(insert(Site), [{"id": site, "name_zh": "测试园区", "name_en": "Test park"}])
         c.execute(
             insert(Zone),
             [
                 {
-                    "id": z,
+                    "id": prefix + z,
                     "site_id": site,
                     "kind": kind,
                     "name_zh": z,
@@ -95,11 +97,12 @@ def add_park(engine_: Engine, site: str = SITE) -> None:
         c.execute(
             insert(Device),
             [
-                {"id": d, "site_id": site, "type": t, "zone_id": z, "label": d}
+                {"id": ids[d], "site_id": site, "type": t, "zone_id": prefix + z, "label": d}
                 for d, (t, z) in DEVICES.items()
             ],
         )
         c.execute(
             insert(DeviceState),
-            [{"device_id": d, "presence": "unknown", "last_values": {}} for d in DEVICES],
+            [{"device_id": i, "presence": "unknown", "last_values": {}} for i in ids.values()],
         )
+    return ids
