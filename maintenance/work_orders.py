@@ -10,6 +10,7 @@ alert is added to that one instead of opening another.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -27,6 +28,24 @@ FAULT_KINDS = frozenset(
     {"fault", "offline", "pressure", "battery", "tamper", "blocked", "removed", "power", "leak"}
 )
 """Alert kinds that are a maintenance matter (a fire alarm is not: it is a plan's matter)."""
+FAULT_RULES: dict[str, str] = {
+    "device-fault": "fault",
+    "panel-loop-fault": "fault",
+    "tamper": "tamper",
+    "battery-low": "battery",
+    "extinguisher-pressure-low": "pressure",
+    "extinguisher-pressure-high": "pressure",
+    "extinguisher-removed": "removed",
+    "extinguisher-discharged": "removed",
+    "hydrant-pressure-low": "pressure",
+    "hydrant-leak": "leak",
+    "fire-detection-offline": "offline",
+    "device-offline": "offline",
+    "mains-lost": "power",
+    "panel-mains-lost": "power",
+}
+"""Rule ids of the demo park's fault-type rules (examples/demo-park/rules.yaml) → work-order
+kind. Fire, gas, hazmat and fire-lane rules are emergencies for the plans, not repairs."""
 TITLE_MAX = 200
 TEXT_MAX = 4000
 
@@ -154,6 +173,37 @@ def open_from_alert(
         if raced is None:  # pragma: no cover - the conflicting row must exist
             raise
         return raced
+
+
+def open_from_alert_record(
+    session: Session,
+    alert: Mapping[str, Any],
+    *,
+    now: datetime,
+    fault_rules: Mapping[str, str] = FAULT_RULES,
+) -> WorkOrder | None:
+    """``open_from_alert`` for an alert as the rules package publishes it (``rules.alerts.public``:
+    keys ``id``, ``rule``, ``device``, ``title`` {zh, en}); None unless its rule is a fault rule.
+    """
+    kind = fault_rules.get(str(alert.get("rule", "")))
+    if kind is None or alert.get("id") is None:
+        return None
+    title = alert.get("title") or {}
+    text = (
+        f"{title.get('zh', '')} / {title.get('en', '')}".strip(" /")
+        if isinstance(title, Mapping)
+        else str(title)
+    )
+    device = alert.get("device")
+    return open_from_alert(
+        session,
+        alert_id=str(alert["id"]),
+        kind=kind,
+        title=text[:TITLE_MAX] or f"{kind} alert {alert['id']}",
+        device_id=str(device) if device else None,
+        detail=f"alert {alert['id']} of rule {alert.get('rule')}",
+        now=now,
+    )
 
 
 def close_work_order(

@@ -22,6 +22,7 @@ from maintenance.work_orders import (
     close_work_order,
     list_work_orders,
     open_from_alert,
+    open_from_alert_record,
     open_work_order,
 )
 from tests.maintenance.builders import at, engine_for, plans, run_in_session, small_park
@@ -214,3 +215,28 @@ def test_standing_follows_inspections_work_orders_and_due_dates(engine: Engine) 
         assert later["ext-1"].reasons == ("overdue",)
         assert later["ext-2"].reasons == ("never_inspected", "overdue")
         assert later["ghost"].reasons == ("no_tasks",)
+
+
+def test_alert_records_of_fault_rules_open_work_orders(engine: Engine) -> None:
+    """The shape rules.alerts.public() publishes; only fault-type rules are repairs."""
+    pressure = {
+        "id": 17,
+        "rule": "extinguisher-pressure-low",
+        "device": "ext-h",
+        "title": {"zh": "灭火器压力低", "en": "Extinguisher pressure low"},
+    }
+    order = run_in_session(engine, open_from_alert_record, pressure, now=NOW)
+    assert order is not None
+    assert (order.source_ref, order.kind, order.device_id) == ("17", "pressure", "ext-h")
+    assert order.title == "灭火器压力低 / Extinguisher pressure low"
+    assert run_in_session(engine, open_from_alert_record, pressure, now=NOW).id == order.id
+    fire = {**pressure, "id": 18, "rule": "fire-confirmed"}
+    assert run_in_session(engine, open_from_alert_record, fire, now=NOW) is None
+    custom = run_in_session(
+        engine,
+        open_from_alert_record,
+        {**fire, "id": 19},
+        now=NOW,
+        fault_rules={"fire-confirmed": "fault"},
+    )
+    assert custom is not None and custom.kind == "fault"
