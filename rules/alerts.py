@@ -40,6 +40,8 @@ ALERTS = Alert.__table__
 SYSTEM = "system"
 DISPLAY_STATES = ("active", "acknowledged", "resolved", "shelved")
 MAX_NOTE = 2000
+QUIET_ACTIONS = frozenset({"cleared", "reactivated"})
+"""Journaled transitions that are recorded but not notified (underneath a shelf or flapping)."""
 
 
 class AlertError(Exception):
@@ -667,6 +669,33 @@ class AlertStore:
                 .offset(offset)
             )
             return [public(a) for a in rows], int(total or 0)
+
+    def changes_since(self, seq: int, limit: int = 500) -> list[AlertChange]:
+        """Journaled transitions after ``seq``, oldest first, each with the alert as it is
+        now (for a live view resuming after a disconnection)."""
+        assert self._read is not None, "AlertStore.open() first"
+        with self._read() as session:
+            rows = session.execute(
+                select(AlertJournal, Alert)
+                .join(Alert, Alert.id == AlertJournal.alert_id)
+                .where(AlertJournal.id > seq)
+                .order_by(AlertJournal.id)
+                .limit(limit)
+            )
+            return [
+                AlertChange(
+                    entry.id,
+                    entry.at_ms,
+                    entry.action,
+                    entry.actor,
+                    entry.from_state,
+                    entry.to_state,
+                    entry.note,
+                    entry.action not in QUIET_ACTIONS,
+                    public(alert),
+                )
+                for entry, alert in rows
+            ]
 
     def open_keys(self) -> list[Key]:
         assert self._read is not None, "AlertStore.open() first"
