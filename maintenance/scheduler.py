@@ -283,7 +283,14 @@ class MaintenanceService:
             self._failed("attach_jobs", exc)
             self._step_down(scheduler)
             return
-        caught_up = self.run_once()  # the catch-up after downtime, before any cron fires
+        # the catch-up after downtime, at once and apart from the lease job, which must keep
+        # renewing however long a year of missed periods takes to generate
+        scheduler.add_job(self._catch_up, id="maintenance.catch_up", replace_existing=True)
+
+    def _catch_up(self) -> None:
+        if not self._leader:
+            return
+        caught_up = self.run_once()
         log.info(
             "maintenance catch-up: %d tasks, %d service tasks, %d overdue",
             caught_up.created,

@@ -350,6 +350,7 @@ def _assignee(assignee: Assignee) -> AssigneePublic:
 
 
 def task_filter(
+    ctx: CtxDep,
     service: MaintenanceDep,
     user: UserDep,
     state: Annotated[
@@ -398,6 +399,9 @@ def task_filter(
         if user is None:
             raise HTTPException(422, f"assignee=me needs the {USER_HEADER} header")
         assignee = user
+    if type is not None and type not in ctx.catalogue.device_types:
+        known = ", ".join(sorted(ctx.catalogue.device_types))
+        raise HTTPException(422, f"unknown device type {type!r}; known types: {known}")
     zone_info = service.zone
     today = service.clock().astimezone(zone_info).date()
     first: date | None = due_from

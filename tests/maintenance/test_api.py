@@ -142,6 +142,7 @@ def test_the_crews_morning_view(client: TestClient) -> None:
         ("due=yesterday", {}, None),
         ("due=2026-02-30", {}, "is not a date"),
         ("state=closed", {}, None),
+        ("type=fire_engine", {}, "unknown device type 'fire_engine'"),
         ("zone=<script>", {}, None),
         ("limit=0", {}, None),
         ("assignee=" + "a" * 65, {}, None),
