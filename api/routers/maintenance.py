@@ -134,128 +134,195 @@ class _Public(BaseModel):
 
 class ChecklistItemPublic(_Public):
     id: str
+    """The item's id, the key of its answer."""
     zh: str
+    """What to check, in Chinese."""
     en: str
+    """What to check, in English."""
     device_types: list[str] | None = None
     """Only for these device types; null: every type of the plan."""
 
 
 class AssigneePublic(_Public):
     role: str | None
+    """The role that does the task, e.g. ``crew``."""
     person: str | None
+    """The person who does it (what ``assignee=me`` matches)."""
 
 
 class StricterPublic(_Public):
     zone_kinds: list[str]
+    """In zones of these kinds..."""
     frequency: str
-    """``half_monthly`` or ``cron: 0 8 * * 1``."""
+    """...this shorter period applies: ``half_monthly`` or ``cron: 0 8 * * 1``."""
 
 
 class InspectionPlanPublic(_Public):
     id: str
+    """The plan's id."""
     name_zh: str
+    """The plan's name in Chinese."""
     name_en: str
+    """The plan's name in English."""
     per: str
     """``device``, ``zone`` or ``site``: what one task is about."""
     device_types: list[str]
+    """The device types checked (per-device plans)."""
     zone_kinds: list[str]
+    """Only devices or zones in zones of these kinds (empty: any)."""
     zones: list[str]
+    """Only devices or zones in these zones (empty: any)."""
     frequency: str
+    """daily, weekly, half_monthly, monthly, quarterly, yearly or ``cron: <expression>``."""
     stricter: list[StricterPublic]
+    """Shorter periods in given zone kinds (GB 50444 §5.2.2)."""
     due_within_hours: int | None
     """Due this long after the period starts; null: at the end of the period."""
     assignee: AssigneePublic
+    """Who does the plan's tasks."""
     reference: str | None
     """The clause the plan follows."""
     checklist: list[ChecklistItemPublic]
+    """The items every task of the plan answers."""
 
 
 class ServiceDatesPublic(_Public):
     enabled: bool
+    """Whether extinguisher service and scrap tasks are created from the register."""
     lead_days: int
     """Service and scrap tasks appear this many days ahead."""
     assignee: AssigneePublic
+    """Who does the service and scrap tasks."""
 
 
 class InspectionPlansPublic(_Public):
     timezone: str
     """Periods begin at midnight in this zone."""
     plans: list[InspectionPlanPublic]
+    """The plans in force, as in the site's inspection-plans.yaml."""
     extinguisher_service: ServiceDatesPublic
+    """Service and scrap tasks from the register dates (GB 50444 T.5.3.3, T.5.4.3)."""
 
 
 class InspectionPublic(_Public):
     id: int
+    """The task's id."""
     kind: str
     """``inspection``, ``service`` or ``scrap``."""
     plan_id: str
+    """The plan it comes from (``extinguisher-service`` / ``-scrap`` for register dates)."""
     site_id: str
+    """The site."""
     subject: str
     """The device, zone or site id the task is about."""
     subject_label: str
+    """The subject's label as the register gives it."""
     device_id: str | None
+    """The device, for per-device tasks."""
     device_type: str | None
+    """The device's type, for per-device tasks."""
     zone_id: str | None
+    """The zone the device is in, or the zone checked."""
     title_zh: str
+    """The task's title in Chinese."""
     title_en: str
+    """The task's title in English."""
     frequency: str
+    """The period the task covers: ``monthly``, ``half_monthly``, ``cron: …``, ``service``."""
     period_start: str
+    """When its period began (local midnight), RFC 3339 UTC."""
     due_at: str
+    """When it is due, RFC 3339 UTC; overdue from then on."""
     due_date: date
     """The park-local day by whose end the task is due."""
     state: State
     """``overdue`` as soon as the due time has passed undone."""
     assignee_role: str | None
+    """The role that does it."""
     assignee: str | None
+    """The person who does it."""
     checklist: list[dict[str, Any]]
+    """The items to answer: ``{id, zh, en}``."""
     detail: dict[str, Any]
+    """Reference clause; for service and scrap tasks the agent and the register dates."""
     created_at: str
+    """When the task was generated, RFC 3339 UTC."""
     completed_at: str | None
+    """When it was completed, RFC 3339 UTC."""
     completed_by: str | None
+    """Who completed it."""
     result: str | None
+    """``pass`` or ``fail``."""
     answers: dict[str, Any] | None
+    """Each checklist item id → ``pass``, ``fail`` or ``na``."""
     note: str | None
+    """The inspector's note, verbatim."""
     photo_url: str | None
+    """Where the photo taken at the inspection is served."""
 
 
 class InspectionsPublic(_Public):
     total: int
+    """How many match the filters, over all pages."""
     limit: int
+    """The page size asked for."""
     offset: int
+    """How many matches were skipped before this page."""
     items: list[InspectionPublic]
+    """The tasks, soonest due first."""
 
 
 class WorkOrderPublic(_Public):
     id: int
+    """The work order's id."""
     source: str
     """``inspection``, ``alert`` or ``manual``."""
     source_ref: str | None
     """The inspection task id or the alert id it came from."""
     kind: str
+    """``inspection``, ``fault``, ``offline``, ``pressure``...: what is broken."""
     site_id: str | None
+    """The site of the device."""
     device_id: str | None
+    """The device to fix."""
     zone_id: str | None
+    """Where it is."""
     title: str
+    """What is broken, in one line."""
     description: str
+    """The detail: failed checklist items, the inspector's note, the alert."""
     state: Literal["open", "closed"]
+    """Open until closed with the fix recorded."""
     opened_at: str
+    """When it was opened, RFC 3339 UTC."""
     opened_by: str | None
+    """Who opened it (the inspector, for a failed check)."""
     assignee: str | None
+    """Who is to fix it."""
     related: list[dict[str, Any]]
+    """Later alerts of the same fault on the same device, added to this order."""
     closed_at: str | None
+    """When it was closed, RFC 3339 UTC."""
     closed_by: str | None
+    """Who closed it."""
     fix: str | None
+    """What was done to fix it."""
 
 
 class WorkOrdersPublic(_Public):
     total: int
+    """How many match the filters, over all pages."""
     limit: int
+    """The page size asked for."""
     offset: int
+    """How many matches were skipped before this page."""
     items: list[WorkOrderPublic]
+    """The work orders, newest first."""
 
 
 class CompletionPublic(_Public):
     inspection: InspectionPublic
+    """The completed task."""
     work_order: WorkOrderPublic | None
     """The work order the failure opened, if it failed."""
 
@@ -263,26 +330,33 @@ class CompletionPublic(_Public):
 class CompleteBody(BaseModel):
     """A completion as JSON; as multipart/form-data, ``answers`` is a JSON text field."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
     answers: dict[str, str] = Field(max_length=200)
     """Every checklist item id → ``pass``, ``fail`` or ``na``."""
     result: Literal["pass", "fail"] | None = None
     """Derived from the answers when left out."""
     note: str | None = Field(default=None, max_length=2000)
+    """What the inspector saw; required for a fail with every item passed."""
 
 
 class WorkOrderCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
     title: str = Field(max_length=200)
+    """What is broken, in one line."""
     device_id: str | None = Field(default=None, pattern=ID)
+    """The device to fix, if it is one."""
     zone_id: str | None = Field(default=None, pattern=ID)
+    """Where (taken from the device when one is given)."""
     description: str | None = Field(default=None, max_length=4000)
+    """The detail."""
     assignee: str | None = Field(default=None, max_length=64)
+    """Who is to fix it."""
     kind: str = Field(default="fault", pattern=r"^[a-z_]{1,32}$")
+    """What kind of fault: fault, pressure, leak, ..."""
 
 
 class WorkOrderClose(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
     fix: str = Field(max_length=4000)
     """What was done; required."""
 

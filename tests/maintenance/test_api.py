@@ -363,3 +363,26 @@ def test_photos_in_a_folder_through_the_api(engine: Engine, db_url: str, tmp_pat
         assert response.status_code == 200
         assert [p.suffix for p in folder.iterdir()] == [".png"]
         assert client.get(response.json()["inspection"]["photo_url"]).content == tiny_png()
+
+
+def test_openapi_describes_every_field_and_parameter(client: TestClient) -> None:
+    spec = client.get("/openapi.json").json()
+    ours = {n for n in spec["components"]["schemas"] if n.startswith(("Inspection", "WorkOrder"))}
+    assert {
+        "InspectionPublic",
+        "WorkOrderPublic",
+        "WorkOrderCreate",
+        "InspectionPlansPublic",
+    } <= ours
+    undescribed = [
+        f"{name}.{field}"
+        for name in ours
+        for field, prop in spec["components"]["schemas"][name].get("properties", {}).items()
+        if not prop.get("description")
+    ]
+    assert undescribed == []
+    for path, operations in spec["paths"].items():
+        if "inspection" in path or "work-orders" in path:
+            for operation in operations.values():
+                for parameter in operation.get("parameters", []):
+                    assert parameter.get("description"), (path, parameter["name"])
