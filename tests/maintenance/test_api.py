@@ -5,10 +5,13 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from icalendar import Calendar
 from prometheus_client import CollectorRegistry
 from sqlalchemy import Engine, func, select
@@ -386,3 +389,41 @@ def test_openapi_describes_every_field_and_parameter(client: TestClient) -> None
             for operation in operations.values():
                 for parameter in operation.get("parameters", []):
                     assert parameter.get("description"), (path, parameter["name"])
+
+
+texts = st.text(st.characters(exclude_categories=("Cs",)), max_size=200)
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | texts,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(texts, inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(a=texts, b=texts, c=texts, d=texts, body=json_values)
+def test_no_input_makes_a_500(
+    client: TestClient, engine: Engine, a: str, b: str, c: str, d: str, body: object
+) -> None:
+    params = {"state": a, "due": b, "zone": c, "assignee": d, "type": a, "due_from": b}
+    for path in ("/api/v1/inspections", "/api/v1/inspections.ics", "/api/v1/work-orders"):
+        response = client.get(
+            path, params=params, headers={"X-ParkGuard-User": d.encode()[:64] or b"x"}
+        )
+        assert response.status_code < 500, response.text
+    tid = task_id(engine, "ext-1")
+    for target in (quote(a, safe=""), str(tid)):
+        response = client.post(f"/api/v1/inspections/{target}/complete", json=body)
+        assert response.status_code < 500, response.text
+        response = client.post(
+            f"/api/v1/inspections/{target}/complete",
+            data={"answers": b, "result": c, "note": d},
+        )
+        assert response.status_code < 500, response.text
+        response = client.post(f"/api/v1/work-orders/{target}/close", json=body)
+        assert response.status_code < 500, response.text
+    response = client.post("/api/v1/work-orders", json=body)
+    assert response.status_code < 500, response.text
+    response = client.post("/api/v1/work-orders", json={"title": a, "description": b, "kind": c})
+    assert response.status_code < 500, response.text
