@@ -227,6 +227,7 @@ class AlertStore:
         self._reader: Engine | None = None
         self._write: sessionmaker[Session] | None = None
         self._read: sessionmaker[Session] | None = None
+        self._upserts: dict[str, Any] = {}
 
     # ---- resources -------------------------------------------------------------------------
 
@@ -286,44 +287,34 @@ class AlertStore:
 
     def _raise(self, session: Session, decision: Raise, tx: _Tx) -> None:
         rule = self.rules.by_id.get(decision.rule_id)
-        key = open_key(decision.rule_id, decision.subject)
         at = decision.at_ms
-        dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
-        statement = dialect.insert(ALERTS).values(
-            open_key=key,
-            rule_id=decision.rule_id,
-            kind=rule.kind if rule is not None else "unknown",
-            subject=decision.subject,
-            site_id=decision.site_id,
-            device_id=decision.device_id,
-            zone_id=decision.zone_id,
-            severity=decision.severity,
-            state="active",
-            title_zh=rule.title.zh if rule is not None else decision.rule_id,
-            title_en=rule.title.en if rule is not None else decision.rule_id,
-            count=1,
-            first_seen_ms=at,
-            last_seen_ms=at,
-            condition_active=True,
-            escalation_level=0,
-            flapping=False,
-            detail=decision.detail,
-            updated_ms=tx.now_ms,
-        )
-        statement = statement.on_conflict_do_update(
-            index_elements=[ALERTS.c.open_key],
-            set_={
-                "count": ALERTS.c.count + 1,
-                "last_seen_ms": case((ALERTS.c.last_seen_ms > at, ALERTS.c.last_seen_ms), else_=at),
-                "detail": statement.excluded.detail,
-                "zone_id": statement.excluded.zone_id,
-                "updated_ms": tx.now_ms,
-            },
-        ).returning(ALERTS.c.id, ALERTS.c.count)
-        alert_id, count = session.execute(statement).one()
-        alert = session.get(Alert, alert_id, populate_existing=True)
-        assert alert is not None
-        if count == 1:
+        delay = self.rules.escalate_after_s(decision.rule_id, decision.severity)
+        row = {
+            "open_key": open_key(decision.rule_id, decision.subject),
+            "rule_id": decision.rule_id,
+            "kind": rule.kind if rule is not None else "unknown",
+            "subject": decision.subject,
+            "site_id": decision.site_id,
+            "device_id": decision.device_id,
+            "zone_id": decision.zone_id,
+            "severity": decision.severity,
+            "state": "active",
+            "title_zh": rule.title.zh if rule is not None else decision.rule_id,
+            "title_en": rule.title.en if rule is not None else decision.rule_id,
+            "count": 1,
+            "first_seen_ms": at,
+            "last_seen_ms": at,
+            "condition_active": True,
+            "escalate_due_ms": tx.now_ms + round(delay * 1000) if delay is not None else None,
+            "escalation_level": 0,
+            "flapping": False,
+            "detail": decision.detail,
+            "updated_ms": tx.now_ms,
+        }
+        alert = session.scalars(
+            self._upsert(session), [row], execution_options={"populate_existing": True}
+        ).one()
+        if alert.count == 1:
             self._new(session, alert, tx)
             return
         reactivated = not alert.condition_active
@@ -354,6 +345,31 @@ class AlertStore:
             )
         )
 
+    def _upsert(self, session: Session) -> Any:
+        """INSERT ... ON CONFLICT (open_key) DO UPDATE count + 1 ... RETURNING the alert:
+        atomic on both databases, so racing raises make one alert; built once per dialect."""
+        name = session.get_bind().dialect.name
+        if name not in self._upserts:
+            dialect = postgresql if name == "postgresql" else sqlite
+            insert = dialect.insert(Alert)
+            self._upserts[name] = insert.on_conflict_do_update(
+                index_elements=[ALERTS.c.open_key],
+                set_={
+                    "count": ALERTS.c.count + 1,
+                    "last_seen_ms": case(
+                        (
+                            ALERTS.c.last_seen_ms > insert.excluded.last_seen_ms,
+                            ALERTS.c.last_seen_ms,
+                        ),
+                        else_=insert.excluded.last_seen_ms,
+                    ),
+                    "detail": insert.excluded.detail,
+                    "zone_id": insert.excluded.zone_id,
+                    "updated_ms": insert.excluded.updated_ms,
+                },
+            ).returning(Alert)
+        return self._upserts[name]
+
     def _new(self, session: Session, alert: Alert, tx: _Tx) -> None:
         flapping = self.rules.flapping(alert.rule_id)
         since = tx.now_ms - round(flapping.window * 1000)
@@ -374,7 +390,6 @@ class AlertStore:
                 f"flapping: raised {(recent or 0) + 1} times within {flapping.window:g} s; "
                 "held open until it stays clear"
             )
-        self._arm_escalation(alert, tx.now_ms)
         self._journal(session, alert, tx, "raised", None, True, note, alert.detail)
 
     def _upgrade(self, session: Session, alert: Alert, severity: str, tx: _Tx) -> None:

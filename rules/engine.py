@@ -35,8 +35,8 @@ Key = tuple[str, str]
 TimerKind = Literal["for", "stage", "hold", "clear_after", "absence"]
 Level = Literal["on", "off", "band"]
 ABSENCE_FLUSH_MS = 2000
-"""Silence deadlines move with every message; they are persisted at most this often (the
-collector's device_state.last_seen_ms covers the gap on a restart)."""
+"""Silence deadlines move with every message; they are persisted at most this often, and only
+when they moved by half their window (see ``flush_absence``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -358,12 +358,21 @@ class Engine:
             self._next_absence_flush = now_ms + ABSENCE_FLUSH_MS
             self.flush_absence(out)
 
-    def flush_absence(self, out: list[Decision]) -> None:
-        """Persist every silence deadline that moved since it was last persisted."""
+    def flush_absence(self, out: list[Decision], everything: bool = False) -> None:
+        """Persist silence deadlines: new ones, ones that moved by half their window or more,
+        or (``everything``, when stopping) every one that moved at all. Between flushes the
+        collector's device_state.last_seen_ms, read back by ``restore``, is the exact record."""
+        rules = self.rules.by_id
         for key, due in self._absence_due.items():
-            if self._absence_saved.get(key) != due:
-                self._absence_saved[key] = due
-                out.append(Timer(*key, "absence", due, {}))
+            saved = self._absence_saved.get(key)
+            if saved == due:
+                continue
+            if not everything and saved is not None and due > saved:
+                device_id = key[1].removeprefix("device:")
+                if due - saved < self._after_ms(rules[key[0]], device_id) // 2:
+                    continue
+            self._absence_saved[key] = due
+            out.append(Timer(*key, "absence", due, {}))
 
     def forget(self, rule_id: str, subject: str, now_ms: int, out: list[Decision]) -> None:
         """A person resolved the alert: start over. A condition that still holds is pending

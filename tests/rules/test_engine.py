@@ -244,10 +244,16 @@ def test_absence_deadlines_are_persisted_now_and_then() -> None:
     eng = engine(rule(id="silent", kind="absence", after="10s", scope={"devices": ["ext1"]}))
     first = only(run(eng, eng.on_tick, 0), Timer)
     assert [(t.kind, t.due_ms) for t in first] == [("absence", 10 * S)]
-    run(eng, eng.on_telemetry, reading("ext1", present=True), 500)
-    assert only(run(eng, eng.on_tick, 1 * S), Timer) == []  # not yet: coalesced
-    later = only(run(eng, eng.on_tick, 3 * S), Timer)
-    assert [t.due_ms for t in later] == [10_500]
+    run(eng, eng.on_telemetry, reading("ext1", present=True), 4 * S)
+    # moved by less than half its window: left to the collector's last_seen, not written
+    assert only(run(eng, eng.on_tick, 4 * S), Timer) == []
+    run(eng, eng.on_telemetry, reading("ext1", present=True), 5 * S)
+    later = only(run(eng, eng.on_tick, 7 * S), Timer)
+    assert [t.due_ms for t in later] == [15 * S]
+    run(eng, eng.on_telemetry, reading("ext1", present=True), 8 * S)
+    out: list[Decision] = []
+    eng.flush_absence(out, everything=True)  # on stop: every move is written
+    assert [t.due_ms for t in only(out, Timer)] == [18 * S]
 
 
 # ---- correlation ----------------------------------------------------------------------------
