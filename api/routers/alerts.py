@@ -192,7 +192,9 @@ class AlertDetailPublic(AlertPublic):
 
 
 class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    model_config = ConfigDict(
+        extra="forbid", str_strip_whitespace=True, use_attribute_docstrings=True
+    )
 
 
 def _text(value: str | None) -> str | None:

@@ -14,6 +14,8 @@ import pytest
 import uvicorn
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
 from api.app import create_app
@@ -401,3 +403,49 @@ def test_the_stream_carries_every_transition_in_commit_order(
         server.stop()
         store.close()
         ctx.engine.dispose()
+
+
+texts = st.text(st.characters(exclude_categories=("Cs",)), max_size=200)
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    state=texts,
+    zone=texts,
+    since=texts,
+    until=texts,
+    limit=texts,
+    note=texts,
+    reason=texts,
+    duration=texts,
+    user=st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=80),
+)
+def test_no_input_makes_a_500(
+    client: TestClient,
+    store: AlertStore,
+    state: str,
+    zone: str,
+    since: str,
+    until: str,
+    limit: str,
+    note: str,
+    reason: str,
+    duration: str,
+    user: str,
+) -> None:
+    store.apply([fire()], now_ms())
+    alert_id = first_id(store)
+    params = {"state": state, "zone": zone, "since": since, "until": until, "limit": limit}
+    assert client.get("/api/v1/alerts", params=params).status_code < 500
+    headers = {"X-ParkGuard-User": user}
+    for action, body in (
+        ("ack", {"note": note}),
+        ("shelve", {"reason": reason, "for": duration}),
+        ("shelve", {"reason": reason, "until": duration}),
+        ("unshelve", {"note": note}),
+        ("resolve", {"note": note}),
+    ):
+        answer = client.post(f"/api/v1/alerts/{alert_id}/{action}", json=body, headers=headers)
+        assert answer.status_code < 500, (action, body, answer.text)
