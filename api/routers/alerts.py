@@ -45,6 +45,8 @@ _USER = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 STREAM_QUEUE = 1000
 PING_S = 15
+SEND_TIMEOUT_S = 30
+"""A client that takes no data for this long is dropped (it reconnects with Last-Event-ID)."""
 REPLAY_MAX = 500
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorPublic, "description": text}
@@ -389,7 +391,9 @@ async def stream(
         finally:
             unsubscribe()
 
-    return EventSourceResponse(events(), ping=PING_S, headers={"Cache-Control": "no-store"})
+    return EventSourceResponse(
+        events(), ping=PING_S, send_timeout=SEND_TIMEOUT_S, headers={"Cache-Control": "no-store"}
+    )
 
 
 def _event(change: AlertChange) -> ServerSentEvent:
