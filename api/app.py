@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import logging
 from importlib.metadata import PackageNotFoundError, version
 
@@ -11,7 +10,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import OperationalError
 
 from api.context import AppContext
-from api.routers import dead_letters, devices, health, metrics, readings
+from api.routers import alerts, dead_letters, devices, health, metrics, readings
 
 log = logging.getLogger(__name__)
 
@@ -21,11 +20,9 @@ ROUTERS: list[APIRouter] = [
     devices.router,
     readings.router,
     dead_letters.router,
+    alerts.router,
     metrics.router,
 ]
-
-#: Routers of modules being written in parallel, included when their module is there.
-OPTIONAL_ROUTERS = ("api.routers.alerts",)
 
 
 def create_app(ctx: AppContext) -> FastAPI:
@@ -36,23 +33,10 @@ def create_app(ctx: AppContext) -> FastAPI:
         version=_version(),
     )
     app.state.ctx = ctx
-    for router in [*ROUTERS, *_optional_routers()]:
+    for router in ROUTERS:
         app.include_router(router)
     app.add_exception_handler(OperationalError, _database_unavailable)
     return app
-
-
-def _optional_routers() -> list[APIRouter]:
-    found = []
-    for name in OPTIONAL_ROUTERS:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name != name:  # the module is there but something it imports is not
-                raise
-            continue
-        found.append(module.router)
-    return found
 
 
 async def _database_unavailable(_request: Request, exc: Exception) -> JSONResponse:

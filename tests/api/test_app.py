@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import sys
-from types import ModuleType
 from urllib.parse import quote
 
 import pytest
-from fastapi import APIRouter
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import api.app
 from api.app import create_app
 from api.context import AppContext
 from tests.api.builders import add_device, add_site, add_zone
@@ -41,6 +37,7 @@ def test_every_response_field_and_parameter_is_described(client: TestClient) -> 
         "/api/v1/devices/{device_id}",
         "/api/v1/devices/{device_id}/readings",
         "/api/v1/dead-letters",
+        "/api/v1/alerts",
         "/metrics",
     } <= paths
     for path, operations in spec["paths"].items():
@@ -54,28 +51,6 @@ def test_unknown_paths_and_methods_answer_json(client: TestClient) -> None:
     response = client.post("/api/v1/devices")
     assert response.status_code == 405
     assert response.json() == {"detail": "Method Not Allowed"}
-
-
-def test_optional_routers_are_skipped_only_when_their_module_is_missing(
-    ctx: AppContext, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(api.app, "OPTIONAL_ROUTERS", ("api.routers.not_written_yet",))
-    with TestClient(create_app(ctx)) as client:  # served without it
-        assert client.get("/api/v1/health").status_code == 200
-
-    router = APIRouter()
-    router.add_api_route("/api/v1/written-now", lambda: {"here": True})
-    written = ModuleType("api.routers.written_now")
-    written.router = router  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, written.__name__, written)
-    monkeypatch.setattr(api.app, "OPTIONAL_ROUTERS", (written.__name__,))
-    with TestClient(create_app(ctx)) as client:
-        assert client.get("/api/v1/written-now").json() == {"here": True}
-
-    # a module that is there but imports something missing must fail loudly, not vanish
-    monkeypatch.setattr(api.app, "OPTIONAL_ROUTERS", ("api.no_such_package.alerts",))
-    with pytest.raises(ModuleNotFoundError):
-        create_app(ctx)
 
 
 texts = st.text(st.characters(exclude_categories=("Cs",)), max_size=300)
