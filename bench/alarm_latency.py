@@ -18,6 +18,7 @@ import argparse
 import json
 import os
 import random
+import shutil
 import signal
 import statistics
 import subprocess
@@ -300,10 +301,11 @@ def main() -> None:
         load(args)
         return
 
-    workdir = Path(tempfile.mkdtemp(prefix="parkguard-bench-"))
+    workdir = Path(tempfile.mkdtemp(prefix="parkguard-alarm-bench-"))
     url = args.database_url or f"sqlite:///{workdir / 'bench.db'}"
+    admin_url = None
     if url.startswith("postgresql"):
-        url = _fresh_pg_database(url)
+        admin_url, url = url, _fresh_pg_database(url)
     site = f"bench{uuid.uuid4().hex[:6]}"
     warm = 20
     make_park(url, site, 2 * (args.alarms + warm))
@@ -339,6 +341,9 @@ def main() -> None:
             if process is not None:
                 process.send_signal(signal.SIGTERM)
                 process.wait(60)
+        if admin_url is not None:
+            _drop_pg_database(admin_url, url)
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def _wait_http(url: str, server: subprocess.Popen[Any]) -> None:
@@ -367,6 +372,17 @@ def _fresh_pg_database(url: str) -> str:
         c.execute(text(f'CREATE DATABASE "{name}"'))
     admin.dispose()
     return url.rsplit("/", 1)[0] + f"/{name}"
+
+
+def _drop_pg_database(admin_url: str, url: str) -> None:
+    from sqlalchemy import create_engine, text
+
+    from core.db import normalise_url
+
+    admin = create_engine(normalise_url(admin_url), isolation_level="AUTOCOMMIT")
+    with admin.connect() as c:
+        c.execute(text(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)'))
+    admin.dispose()
 
 
 if __name__ == "__main__":
