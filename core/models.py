@@ -163,4 +163,4 @@ class DeadLetter(Base):
     device_id: Mapped[str | None] = mapped_column(Id)
 
 
-from core import models_alerts, models_maintenance  # noqa: E402,F401
+from core import models_alerts, models_maintenance, models_spool  # noqa: E402,F401

@@ -148,8 +148,22 @@ class SqlReadingsStore:
             ]
 
 
-def open_readings_store(url: str | None, engine: Engine) -> ReadingsStore:
-    """The readings backend for ``url``; None or a SQL URL means the relational store."""
-    if url is None or url.split("://", 1)[0].startswith(("sqlite", "postgresql")):
+def open_readings_store(
+    url: str | None, engine: Engine, influx_token: str | None = None
+) -> ReadingsStore:
+    """The readings backend for ``url``; None or a SQL URL means the relational store.
+
+    ``influxdb://`` / ``influxdbs://`` give the InfluxDB backend (core.readings_influx), whose
+    token is ``influx_token`` or else ``PARKGUARD_INFLUX_TOKEN``. That store has ``start()``
+    and ``stop()`` (its spool drainer), ``status()`` for health and ``metrics_collector()``.
+    """
+    scheme = url.split("://", 1)[0] if url else ""
+    if url is None or scheme.startswith(("sqlite", "postgresql")):
         return SqlReadingsStore(engine)
-    raise ValueError(f"readings backend {url.split('://', 1)[0]!r} is not available yet")
+    if scheme in ("influxdb", "influxdbs"):
+        from core.readings_influx import InfluxConfig, InfluxReadingsStore
+        from core.settings import load_settings
+
+        token = influx_token if influx_token is not None else load_settings().influx_token
+        return InfluxReadingsStore(InfluxConfig.from_url(url, token), engine)
+    raise ValueError(f"readings backend {scheme!r} is not available")

@@ -26,6 +26,9 @@ class Settings(BaseSettings):
     readings_url: str | None = Field(
         default=None, description="Readings store URL; unset means the relational store."
     )
+    influx_token: str | None = Field(
+        default=None, description="InfluxDB API token for an influxdb:// readings URL."
+    )
     mqtt_url: str | None = Field(
         default=None,
         description="mqtt://user:pass@host:port or mqtts://...; unset starts the built-in broker.",

@@ -11,6 +11,7 @@ port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 missing=()
 command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || missing+=(mosquitto)
 command -v pg_ctlcluster >/dev/null 2>&1 || missing+=(postgresql)
+command -v victoria-metrics >/dev/null 2>&1 || missing+=(victoria-metrics)  # InfluxDB v2 write API, for the readings tests
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
 if [ ${#missing[@]} -gt 0 ]; then
   as_root apt-get update -qq
