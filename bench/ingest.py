@@ -135,7 +135,7 @@ def main() -> None:
     try:
         time.sleep(2.0)
         client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bench-publisher")
-        client.max_inflight_messages_set(5000)
+        client.max_inflight_messages_set(0)  # paho rescans its queue on every ack when capped
         client.max_queued_messages_set(0)
         client.connect("127.0.0.1", port)
         client.loop_start()

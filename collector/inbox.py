@@ -47,6 +47,7 @@ class Inbox:
         self._cond = threading.Condition()
         self._closed = False
         self._bulk_since = 0.0
+        self._batch_hint = 0
 
     def __len__(self) -> int:
         return len(self._urgent) + len(self._bulk)
@@ -65,11 +66,14 @@ class Inbox:
                     self._cond.wait(0.5)
             if urgent:
                 self._urgent.append(item)
+                self._cond.notify()
             else:
-                if not self._bulk:
+                bulk = self._bulk
+                if not bulk:
                     self._bulk_since = time.monotonic()
-                self._bulk.append(item)
-            self._cond.notify_all()
+                bulk.append(item)
+                if len(bulk) == 1 or len(bulk) == self._batch_hint:
+                    self._cond.notify()
 
     def take(self, batch_size: int, linger_s: float) -> tuple[list[Item], bool]:
         """Wait for work; return (items, urgent).
@@ -79,6 +83,7 @@ class Inbox:
         An empty list means the wait timed out or the inbox was closed.
         """
         with self._cond:
+            self._batch_hint = batch_size
             while True:
                 if self._urgent:
                     items = list(self._urgent)

@@ -69,6 +69,10 @@ class DeviceStates:
             for device_id in missing:
                 self.states[device_id] = LiveState()
 
+    def newest_ts_ms(self, device_id: str) -> int:
+        """The newest device timestamp stored for this device (0 before anything)."""
+        return self.states[device_id].newest_ts_ms
+
     def set_presence(self, device_id: str, presence: Presence, at_ms: int, cause: str) -> None:
         state = self.states[device_id]
         if state.presence == presence:

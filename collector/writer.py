@@ -39,6 +39,8 @@ class _Batch:
     events: list[Event] = field(default_factory=list)
     dead: list[dict[str, object]] = field(default_factory=list)
     received: list[Received] = field(default_factory=list)
+    suspects: set[int] = field(default_factory=set)
+    """Indexes into telemetry of messages that may have been stored before (redeliveries)."""
 
 
 class Writer:
@@ -71,12 +73,13 @@ class Writer:
             self.states.sweep(now_ms, self.connected_since_ms, types)
         started = time.perf_counter()
         with self.engine.begin() as connection:
-            new_telemetry = self._store_telemetry(connection, batch.telemetry)
+            new_telemetry = self._store_telemetry(connection, batch)
             new_events = self._store_events(connection, batch.events, now_ms)
             if batch.dead:
                 connection.execute(insert(DEAD), batch.dead)
             presence = self.states.flush(connection)
         self.metrics.batch_seconds.observe(time.perf_counter() - started)
+        self.metrics.messages_in.inc(len(batch.received))
         self._count(batch, new_telemetry, new_events)
         return CommittedBatch(new_telemetry, new_events, presence)
 
@@ -114,10 +117,12 @@ class Writer:
                 self.metrics.duplicates.inc()
                 continue
             seen.add(identity)
-            self.states.saw(message, item.received_ms)
             if isinstance(message, Telemetry):
+                if message.ts_ms <= self.states.newest_ts_ms(message.device_id):
+                    batch.suspects.add(len(batch.telemetry))
                 batch.telemetry.append(message)
-            else:
+            self.states.saw(message, item.received_ms)
+            if isinstance(message, Event):
                 batch.events.append(message)
         return batch
 
@@ -128,20 +133,16 @@ class Writer:
             self.connected_since_ms = None
             self.states.all_unknown(item.at_ms, "broker_lost")
 
-    def _store_telemetry(
-        self, connection: Connection, telemetry: list[Telemetry]
-    ) -> list[Telemetry]:
-        """Store every reading once. Usually all are new and one bulk write does it; when a
-        redelivered message was already stored, undo that write and keep only the new ones."""
-        if not telemetry:
-            return []
-        rows = _rows(telemetry)
-        savepoint = connection.begin_nested()
-        if self.readings.write(connection, rows) == len(rows):
-            savepoint.commit()
-            return telemetry
-        savepoint.rollback()
-        new = [t for t in telemetry if not self.readings.has(connection, *_identity(t))]
+    def _store_telemetry(self, connection: Connection, batch: _Batch) -> list[Telemetry]:
+        """Store every reading once and return the messages that were new.
+
+        A message newer than anything its device has sent cannot be stored already, so only
+        the others (redeliveries, out-of-order or skewed clocks) are looked up first."""
+        new = [
+            t
+            for i, t in enumerate(batch.telemetry)
+            if i not in batch.suspects or not self.readings.has(connection, *_identity(t))
+        ]
         self.readings.write(connection, _rows(new))
         return new
 

@@ -8,8 +8,9 @@ This module knows nothing of the catalogue or the database: it only checks shape
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 import orjson
@@ -243,4 +244,4 @@ def encode_status(ts_ms: int, online: bool) -> bytes:
 
 
 def now_ms() -> int:
-    return int(datetime.now(UTC).timestamp() * 1000)
+    return time.time_ns() // 1_000_000

@@ -112,9 +112,13 @@ class DeviceState(Base):
 
 
 class Reading(Base):
-    """One metric value of one telemetry message; the primary key is the message identity."""
+    """One metric value of one telemetry message; the primary key is the message identity.
+
+    On SQLite the table is clustered on that key (WITHOUT ROWID): one B-tree per insert
+    instead of a table and an index, which is most of the ingest path's write cost."""
 
     __tablename__ = "readings"
+    __table_args__ = ({"sqlite_with_rowid": False},)
     device_id: Mapped[str] = mapped_column(Id, primary_key=True)
     metric: Mapped[str] = mapped_column(String(64), primary_key=True)
     ts_ms: Mapped[int] = mapped_column(BigInteger, primary_key=True)

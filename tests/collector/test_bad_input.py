@@ -1,4 +1,7 @@
-"""Every kind of bad input becomes a counted, inspectable dead letter; nothing good is lost."""
+"""Every kind of bad input becomes a counted, inspectable dead letter; nothing good is lost.
+
+The collector subscribes to the whole parkguard/ tree, so these tests use a broker of their
+own: anything else published on a shared broker would be (rightly) dead-lettered too."""
 
 from __future__ import annotations
 
@@ -74,7 +77,7 @@ def _bad_messages(s: str, ext: str, t: int) -> list[tuple[str, bytes, str]]:
 
 
 def test_every_bad_input_is_a_dead_letter_and_good_messages_still_land(
-    engine: Engine, broker: tuple[str, int]
+    engine: Engine, private_broker: tuple[str, int]
 ) -> None:
     s = unique("s")
     ext = f"{s}-ext"
@@ -90,8 +93,8 @@ def test_every_bad_input_is_a_dead_letter_and_good_messages_still_land(
         mixed.append((topic, payload))
         if i < len(good):
             mixed.append(good[i])
-    with running_collector(engine, broker) as collector:
-        publish_all(broker, mixed)
+    with running_collector(engine, private_broker) as collector:
+        publish_all(private_broker, mixed)
         wait_for(
             lambda: count(engine, "select count(*) from dead_letters") == len(bad),
             what="every dead letter",
@@ -122,7 +125,7 @@ def test_every_bad_input_is_a_dead_letter_and_good_messages_still_land(
 
 
 def test_the_collector_keeps_going_after_a_flood_of_garbage(
-    engine: Engine, broker: tuple[str, int]
+    engine: Engine, private_broker: tuple[str, int]
 ) -> None:
     s = unique("s")
     ext = f"{s}-ext"
@@ -130,7 +133,7 @@ def test_the_collector_keeps_going_after_a_flood_of_garbage(
     t = now_ms()
     flood: list[tuple[str, bytes]] = [(topic_for(s, ext, "telemetry"), b"\x00" * 100)] * 500
     flood.append((topic_for(s, ext, "telemetry"), encode_telemetry(t, 1, {"present": True})))
-    with running_collector(engine, broker):
-        publish_all(broker, flood)
+    with running_collector(engine, private_broker):
+        publish_all(private_broker, flood)
         wait_for(lambda: count(engine, "select count(*) from readings") == 1, what="the reading")
     assert count(engine, "select count(*) from dead_letters") == 500

@@ -166,3 +166,29 @@ def _causes(engine: Any, device_id: str) -> list[tuple[str, str]]:
                 f" where device_id = '{device_id}' order by id"
             )
         ]
+
+
+def test_out_of_order_and_clock_skewed_messages_are_new_not_duplicates(
+    site: tuple[Any, str], broker: tuple[str, int]
+) -> None:
+    engine, s = site
+    ext = f"{s}-ext"
+    t = now_ms()
+    topic = topic_for(s, ext, "telemetry")
+    late = [
+        (topic, encode_telemetry(t - 60_000 - i, 100 + i, {"pressure_mpa": 1.1})) for i in range(5)
+    ]
+    with running_collector(engine, broker) as collector:
+        publish_all(broker, [(topic, encode_telemetry(t, 1, {"pressure_mpa": 1.2}))])
+        wait_for(lambda: count(engine, "select count(*) from readings") == 1, what="first")
+        publish_all(broker, late)
+        wait_for(lambda: count(engine, "select count(*) from readings") == 6, what="late ones")
+        publish_all(broker, late[:2])
+        wait_for(lambda: collector.status().duplicates == 2, what="2 duplicates")
+    assert count(engine, "select count(*) from readings") == 6
+    with engine.connect() as c:
+        state = c.exec_driver_sql(
+            f"select last_values from device_state where device_id = '{ext}'"
+        ).scalar_one()
+    values = state if isinstance(state, dict) else orjson.loads(state)
+    assert values["pressure_mpa"] == {"v": 1.2, "ts": t}, "an older reading never overwrites"

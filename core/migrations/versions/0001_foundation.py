@@ -87,6 +87,7 @@ def upgrade() -> None:
         sa.Column("value", sa.Float(), nullable=True),
         sa.Column("text", sa.String(length=64), nullable=True),
         sa.PrimaryKeyConstraint("device_id", "metric", "ts_ms", "seq", name=op.f("pk_readings")),
+        sqlite_with_rowid=False,
     )
     op.create_table(
         "sites",
