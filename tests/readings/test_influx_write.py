@@ -112,7 +112,9 @@ def test_an_outage_spools_in_the_transaction_and_drains_in_order_once(
     ext = f"{s}-ext"
     t = now_ms() - 120_000
     before = telemetry(ext, t, 0, pressure_mpa=1.0)
-    during = [row for i in range(1, 8) for row in telemetry(ext, t + i, i, pressure_mpa=1 + i / 100)]
+    during = [
+        row for i in range(1, 8) for row in telemetry(ext, t + i, i, pressure_mpa=1 + i / 100)
+    ]
     store = open_store(engine, victoria, batch_lines=3)
     registry = CollectorRegistry()
     registry.register(store.metrics_collector())
@@ -183,7 +185,10 @@ def test_the_collector_ingests_into_influxdb(
     try:
         wait_for(lambda: collector.status().broker_connected, what="collector connected")
         messages = [
-            (topic_for(s, ext, "telemetry"), encode_telemetry(t + i, i, {"pressure_mpa": 1 + i / 64}))
+            (
+                topic_for(s, ext, "telemetry"),
+                encode_telemetry(t + i, i, {"pressure_mpa": 1 + i / 64}),
+            )
             for i in range(20)
         ]
         publish_all(private_broker, messages + messages[:5])  # five redelivered
