@@ -50,6 +50,10 @@ def _parser() -> argparse.ArgumentParser:
     imp.add_argument("site_dir", type=Path)
     imp.set_defaults(run=_import)
 
+    from parkguard.simulate import add_parser as add_simulate
+
+    add_simulate(sub)
+
     db = sub.add_parser("db", help="database maintenance")
     db_sub = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
     up = db_sub.add_parser("upgrade", help="migrate the database to the newest schema")
@@ -65,6 +69,7 @@ def _collect(_args: argparse.Namespace) -> int:
     import threading
 
     from parkguard.runtime import Runtime
+    from rules.spec import RuleFileError
 
     runtime = Runtime(load_settings())
     stop = threading.Event()
@@ -114,8 +119,10 @@ def run_server(settings: Settings, pick_free_ports: bool = False) -> int:
     import uvicorn
 
     from core.site import SiteError
+    from maintenance.errors import PlanError
     from parkguard.broker import pick_port
     from parkguard.runtime import Runtime
+    from rules.spec import RuleFileError
 
     log = logging.getLogger("parkguard")
     if pick_free_ports:
@@ -126,7 +133,7 @@ def run_server(settings: Settings, pick_free_ports: bool = False) -> int:
     runtime = Runtime(settings)
     try:
         app = runtime.start()
-    except SiteError as exc:
+    except (SiteError, RuleFileError, PlanError) as exc:
         print(f"parkguard: {exc}", file=sys.stderr)  # noqa: T201
         runtime.stop()
         return 1
