@@ -20,7 +20,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    for noisy in ("amqtt", "transitions"):
+    for noisy in ("amqtt", "transitions", "apscheduler"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         return int(args.run(args))
@@ -54,6 +54,10 @@ def _parser() -> argparse.ArgumentParser:
 
     add_simulate(sub)
 
+    from parkguard.mqtt_auth import add_parser as add_mqtt_auth
+
+    add_mqtt_auth(sub)
+
     db = sub.add_parser("db", help="database maintenance")
     db_sub = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
     up = db_sub.add_parser("upgrade", help="migrate the database to the newest schema")
@@ -69,7 +73,6 @@ def _collect(_args: argparse.Namespace) -> int:
     import threading
 
     from parkguard.runtime import Runtime
-    from rules.spec import RuleFileError
 
     runtime = Runtime(load_settings())
     stop = threading.Event()
