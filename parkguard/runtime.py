@@ -13,11 +13,14 @@ from sqlalchemy import Engine
 from collector.client import BrokerAddress
 from collector.metrics import IngestMetrics
 from collector.service import Collector
-from core.catalogue import load_catalogue
-from core.db import make_engine, session_factory, upgrade
+from core.catalogue import Catalogue, load_catalogue
+from core.db import SessionFactory, make_engine, session_factory, upgrade
 from core.readings import open_readings_store
 from core.settings import Settings
 from parkguard.broker import EmbeddedBroker
+from rules.fanout import MqttTarget
+from rules.service import RulesService
+from rules.spec import load_site_rules
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +33,7 @@ class Runtime:
     engine: Engine | None = None
     broker: EmbeddedBroker | None = None
     collector: Collector | None = None
+    rules: RulesService | None = None
     app: FastAPI | None = None
     services: list[Any] = field(default_factory=list)
 
@@ -40,15 +44,20 @@ class Runtime:
 
         collector = self.start_ingest()
         assert self.engine is not None
+        sessions = session_factory(self.engine)
         ctx = AppContext(
             settings=self.settings,
             engine=self.engine,
-            sessions=session_factory(self.engine),
+            sessions=sessions,
             readings=collector.readings,
             catalogue=collector.catalogue,
             ingest_status=collector.status,
             registry=collector.metrics.registry,
         )
+        if self.rules is not None:
+            ctx.extras["alerts"] = self.rules.store
+            ctx.extras["rules"] = self.rules
+        ctx.extras["maintenance"] = self._start_maintenance(sessions, collector)
         self.app = create_app(ctx)
         return self.app
 
@@ -64,18 +73,51 @@ class Runtime:
         readings = open_readings_store(settings.readings_url, engine)
         metrics = IngestMetrics()
         self.collector = Collector(self.settings, engine, readings, catalogue, address, metrics)
+        self.rules = self._start_rules(address, catalogue)
+        if self.rules is not None:
+            self.collector.add_listener(self.rules.on_batch)
         self.collector.start()
         return self.collector
 
     def stop(self) -> None:
-        for service in reversed(self.services):
-            service.stop()
+        """Stop in reverse order of the data flow: ingest first, then what it feeds."""
         if self.collector is not None:
             self.collector.stop()
+        for service in reversed(self.services):
+            service.stop()
         if self.broker is not None:
             self.broker.stop()
         if self.engine is not None:
             self.engine.dispose()
+
+    def _start_rules(self, address: BrokerAddress, catalogue: Catalogue) -> RulesService | None:
+        """The rule engine on the site's rules; a bad rule file stops start-up."""
+        if self.settings.site is None:
+            log.warning("no site folder: no rules, no alerts")
+            return None
+        rules = load_site_rules(self.settings.site, catalogue)
+        target = MqttTarget(
+            address.host, address.port, address.username, address.password, address.tls
+        )
+        service = RulesService(self.settings.database_url, rules, mqtt=target, catalogue=catalogue)
+        service.start()
+        self.services.append(service)
+        return service
+
+    def _start_maintenance(self, sessions: SessionFactory, collector: Collector) -> Any:
+        from maintenance.scheduler import MaintenanceConfig, MaintenanceService
+
+        assert self.engine is not None
+        service = MaintenanceService.from_settings(
+            self.settings,
+            engine=self.engine,
+            sessions=sessions,
+            catalogue=collector.catalogue,
+            config=MaintenanceConfig.from_env(),
+        )
+        service.start()
+        self.services.append(service)
+        return service
 
     def _broker_address(self) -> BrokerAddress:
         if self.settings.mqtt_url:
