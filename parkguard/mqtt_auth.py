@@ -168,7 +168,8 @@ def export(engine: Engine, directory: Path, services: Mapping[str, str]) -> Expo
     """Write ``passwd`` and ``acl`` in ``directory`` (each replaced atomically)."""
     with engine.connect() as c:
         devices = c.execute(select(Device.id, Device.site_id).order_by(Device.id)).all()
-        hashes = dict(c.execute(select(MqttCredential.device_id, MqttCredential.password_hash)))
+        query = select(MqttCredential.device_id, MqttCredential.password_hash)
+        hashes = {device: hashed for device, hashed in c.execute(query)}
     directory.mkdir(parents=True, exist_ok=True)
     result = Export(directory / "passwd", directory / "acl")
     users = [f"{user}:{hash_password(password)}" for user, password in sorted(services.items())]
@@ -251,7 +252,7 @@ def _export_command(args: argparse.Namespace) -> int:
         if args.issue_missing:
             issued = issue_missing(engine)
             with engine.connect() as c:
-                sites = dict(c.execute(select(Device.id, Device.site_id)).tuples())
+                sites = {d: s for d, s in c.execute(select(Device.id, Device.site_id))}
             writer = csv.writer(sys.stdout, lineterminator="\n")
             writer.writerow(["device_id", "site_id", "password"])
             for device_id, secret in issued.items():
