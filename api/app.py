@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import OperationalError
 
 from api.context import AppContext
-from api.routers import alerts, dead_letters, devices, health, metrics, readings
+from api.routers import alerts, dead_letters, devices, health, maintenance, metrics, readings
 
 log = logging.getLogger(__name__)
 
@@ -21,6 +21,7 @@ ROUTERS: list[APIRouter] = [
     readings.router,
     dead_letters.router,
     alerts.router,
+    maintenance.router,
     metrics.router,
 ]
 

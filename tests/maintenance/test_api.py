@@ -66,8 +66,6 @@ def make_app(engine: Engine, url: str, photo_dir: Path | None = None) -> FastAPI
         clock=lambda: NOW,
     )
     app = create_app(ctx)
-    if not any(getattr(r, "path", "") == "/api/v1/inspections" for r in app.routes):
-        app.include_router(maintenance_router.router)
     return app
 
 
