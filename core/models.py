@@ -168,3 +168,4 @@ class DeadLetter(Base):
 
 
 from core import models_alerts, models_maintenance, models_spool  # noqa: E402,F401
+from core import models_compliance  # noqa: E402,F401
