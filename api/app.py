@@ -10,7 +10,16 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import OperationalError
 
 from api.context import AppContext
-from api.routers import alerts, dead_letters, devices, health, maintenance, metrics, readings
+from api.routers import (
+    alerts,
+    dead_letters,
+    devices,
+    health,
+    intactness,
+    maintenance,
+    metrics,
+    readings,
+)
 
 log = logging.getLogger(__name__)
 
@@ -22,6 +31,7 @@ ROUTERS: list[APIRouter] = [
     dead_letters.router,
     alerts.router,
     maintenance.router,
+    intactness.router,
     metrics.router,
 ]
 
