@@ -64,27 +64,58 @@ def broker() -> tuple[str, int]:
     return BROKER_HOST, BROKER_PORT
 
 
+class Mosquitto:
+    """A Mosquitto of a test's own on a free port, with the production queue limits
+    (deploy/mosquitto/mosquitto-test.conf); stop() and start() again keep its port and data."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.host = "127.0.0.1"
+        self.port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return self.host, self.port
+
+    def start(self) -> None:
+        binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+        need(Path(binary).exists(), "the mosquitto binary")
+        data = self.folder / "data"
+        data.mkdir(exist_ok=True)
+        conf = self.folder / "mosquitto.conf"
+        base = (ROOT / "deploy" / "mosquitto" / "mosquitto-test.conf").read_text()
+        conf.write_text(base.replace("@PORT@", str(self.port)).replace("@DATA@", str(data)))
+        log = self.folder / "mosquitto.log"
+        with log.open("ab") as out:
+            self.proc = subprocess.Popen([binary, "-c", str(conf)], stdout=out, stderr=out)
+        deadline = time.monotonic() + 10
+        while not port_open(self.host, self.port):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"mosquitto did not start: {log.read_text()}")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
+            self.proc = None
+
+
 @pytest.fixture
-def private_broker(tmp_path: Path) -> Iterator[tuple[str, int]]:
-    """A Mosquitto of the test's own, on a free port, with deploy/mosquitto.conf's limits."""
-    binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-    need(Path(binary).exists(), "the mosquitto binary")
-    port = free_port()
-    conf = tmp_path / "mosquitto.conf"
-    base = (ROOT / "deploy" / "mosquitto" / "mosquitto-test.conf").read_text()
-    conf.write_text(base.replace("@PORT@", str(port)).replace("@DATA@", str(tmp_path / "data")))
-    (tmp_path / "data").mkdir()
-    log = tmp_path / "mosquitto.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen([binary, "-c", str(conf)], stdout=out, stderr=out)
-    deadline = time.monotonic() + 10
-    while not port_open("127.0.0.1", port):
-        if proc.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"mosquitto did not start: {log.read_text()}")
-        time.sleep(0.05)
-    yield "127.0.0.1", port
-    proc.terminate()
-    proc.wait(timeout=10)
+def mosquitto(tmp_path: Path) -> Iterator[Mosquitto]:
+    """A broker process of the test's own that the test may stop and start."""
+    broker = Mosquitto(tmp_path / "mosquitto")
+    broker.folder.mkdir()
+    broker.start()
+    yield broker
+    broker.stop()
+
+
+@pytest.fixture
+def private_broker(mosquitto: Mosquitto) -> tuple[str, int]:
+    """(host, port) of a Mosquitto of the test's own."""
+    return mosquitto.address
 
 
 @pytest.fixture

@@ -1,0 +1,102 @@
+"""Presence when devices or the broker go quiet, and back-pressure when the writer falls behind."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import Engine
+
+from core.catalogue import load_catalogue
+from core.contract import encode_telemetry, now_ms, topic_for
+from core.db import make_engine
+from tests.builders import make_site
+from tests.collector.helpers import count, publish_all, running_collector, wait_for
+from tests.conftest import Mosquitto, unique
+
+
+@pytest.fixture
+def engine(sqlite_url: str) -> Iterator[Engine]:
+    engine = make_engine(sqlite_url)
+    yield engine
+    engine.dispose()
+
+
+def _presence(engine: Engine, device_id: str) -> str:
+    with engine.connect() as c:
+        return str(
+            c.exec_driver_sql(
+                "select presence from device_state where device_id = ?", (device_id,)
+            ).scalar_one()
+        )
+
+
+def test_a_silent_device_goes_offline_after_its_heartbeat_window(
+    engine: Engine, mosquitto: Mosquitto
+) -> None:
+    s = unique("s")
+    quiet, chatty = f"{s}-quiet", f"{s}-chatty"
+    make_site(engine, s, {quiet: "extinguisher", chatty: "extinguisher"})
+    catalogue = load_catalogue()
+    extinguisher = catalogue.device_types["extinguisher"].model_copy(update={"heartbeat_s": 2})
+    fast = catalogue.model_copy(
+        update={"device_types": {**catalogue.device_types, "extinguisher": extinguisher}}
+    )
+    topic = topic_for(s, quiet, "telemetry")
+    with running_collector(engine, mosquitto.address, catalogue=fast, presence_sweep_s=0.2):
+        publish_all(mosquitto.address, [(topic, encode_telemetry(now_ms(), 1, {"present": True}))])
+        wait_for(lambda: _presence(engine, quiet) == "online", what="online")
+        wait_for(lambda: _presence(engine, quiet) == "offline", timeout=10, what="offline")
+        # a device that was never heard from is offline too once the window has passed
+        assert _presence(engine, chatty) == "offline"
+    with engine.connect() as c:
+        rows = c.exec_driver_sql(
+            "select presence, cause from presence_changes where device_id = ? order by id",
+            (quiet,),
+        ).all()
+    assert [tuple(r) for r in rows][:2] == [("online", "message"), ("offline", "silence")]
+
+
+def test_losing_the_broker_makes_presence_unknown_not_online(
+    engine: Engine, mosquitto: Mosquitto
+) -> None:
+    s = unique("s")
+    ext = f"{s}-ext"
+    make_site(engine, s, {ext: "extinguisher"})
+    topic = topic_for(s, ext, "telemetry")
+    with running_collector(engine, mosquitto.address) as collector:
+        publish_all(mosquitto.address, [(topic, encode_telemetry(now_ms(), 1, {"present": True}))])
+        wait_for(lambda: _presence(engine, ext) == "online", what="online")
+        mosquitto.stop()
+        wait_for(lambda: _presence(engine, ext) == "unknown", what="unknown")
+        assert not collector.status().broker_connected
+        mosquitto.start()
+        wait_for(lambda: collector.status().broker_connected, timeout=40, what="reconnected")
+        publish_all(mosquitto.address, [(topic, encode_telemetry(now_ms(), 2, {"present": True}))])
+        wait_for(lambda: _presence(engine, ext) == "online", what="online again")
+    assert count(engine, "select count(*) from readings") == 2
+
+
+def test_a_full_inbox_holds_the_broker_back_and_loses_nothing(
+    engine: Engine, mosquitto: Mosquitto
+) -> None:
+    s = unique("s")
+    devices = [f"{s}-e{i}" for i in range(10)]
+    make_site(engine, s, dict.fromkeys(devices, "extinguisher"))
+    t = now_ms()
+    messages = [
+        (topic_for(s, d, "telemetry"), encode_telemetry(t + seq, seq, {"present": True}))
+        for seq in range(300)
+        for d in devices
+    ]
+    with running_collector(
+        engine, mosquitto.address, queue_max=100, batch_size=50, flush_interval_ms=50
+    ) as collector:
+        publish_all(mosquitto.address, messages)
+        wait_for(
+            lambda: count(engine, "select count(*) from readings") == len(messages),
+            timeout=60,
+            what="every message",
+        )
+        assert collector.metrics.queue_full._value.get() > 0, "back-pressure was never needed"
+        assert collector.status().queue_depth == 0
