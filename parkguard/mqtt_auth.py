@@ -7,7 +7,8 @@
   ``acl_file`` from what is stored: no secret is needed to export, so the files can be rebuilt
   at every start. A device may publish only under ``parkguard/{site}/{device_id}/#`` and may
   read nothing. The collector (``parkguard.collector``) reads every topic under ``parkguard/``
-  and writes the alerts topics; the API (``parkguard.api``) reads and writes the alerts topics.
+  and writes the alerts topics; the API (``parkguard.api``) reads and writes the alerts topics
+  (and reads ``$SYS/broker/uptime``, which the compose health check of the broker uses).
   Their passwords come from ``PARKGUARD_MQTT_COLLECTOR_PASSWORD`` and
   ``PARKGUARD_MQTT_API_PASSWORD`` (the same ones their ``PARKGUARD_MQTT_URL`` carries).
 - Service user names contain a dot, which no device id may, so a device can never be one.
@@ -161,6 +162,7 @@ def service_acl() -> str:
         f"topic write {alerts}\n\n"
         f"user {API_USER}\n"
         f"topic readwrite {alerts}\n"
+        "topic read $SYS/broker/uptime\n"  # the broker's health check logs in as the API
     )
 
 
