@@ -167,5 +167,10 @@ class DeadLetter(Base):
     device_id: Mapped[str | None] = mapped_column(Id)
 
 
-from core import models_alerts, models_maintenance, models_spool  # noqa: E402,F401
-from core import models_compliance  # noqa: E402,F401
+from core import (  # noqa: E402,F401
+    models_alerts,
+    models_compliance,
+    models_incidents,
+    models_maintenance,
+    models_spool,
+)

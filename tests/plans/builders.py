@@ -45,3 +45,17 @@ def plan(**fields: Any) -> Plan:
 
 def plans(*made: Plan) -> PlanSet:
     return PlanSet(made)
+
+
+class Clock:
+    """A clock the test moves by hand (epoch milliseconds)."""
+
+    def __init__(self, start_ms: int = 1_700_000_000_000) -> None:
+        self.ms = start_ms
+
+    def __call__(self) -> int:
+        return self.ms
+
+    def advance(self, seconds: float) -> int:
+        self.ms += round(seconds * 1000)
+        return self.ms
