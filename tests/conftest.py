@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, text
+from sqlalchemy.pool import NullPool
 
 from core.db import upgrade
 
@@ -130,7 +131,7 @@ def pg_url() -> Iterator[str]:
     """A fresh, migrated PostgreSQL database of the test's own, dropped afterwards."""
     need(port_open("127.0.0.1", 5432), "PostgreSQL at 127.0.0.1:5432")
     name = unique("pg_")
-    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT", poolclass=NullPool)
     with admin.connect() as c:
         c.execute(text(f'CREATE DATABASE "{name}"'))
     url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
