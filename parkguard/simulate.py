@@ -49,7 +49,11 @@ def add_parser(sub: Any) -> None:
         default=1.0,
         help="scenario time per real second (60: a 10-minute step takes 10 s)",
     )
-    p.add_argument("--devices", type=int, help="simulate only the register's first N devices")
+    p.add_argument(
+        "--devices",
+        type=int,
+        help="simulate only the register's first N devices (and those the scenario names)",
+    )
     p.add_argument("--rate", type=float, help="load: total telemetry messages per second")
     p.add_argument(
         "--duration", help="run this long (e.g. 60s, 10m) instead of the scenario's length"
@@ -99,6 +103,7 @@ def run(args: argparse.Namespace) -> int:
             site,
             broker,
             count=args.devices,
+            scenario=scenario,
             speed=args.speed,
             connection=args.connection or ("multiplexed" if args.rate else "per_device"),
             clients=args.clients,

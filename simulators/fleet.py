@@ -222,12 +222,22 @@ class Fleet:
         *,
         only: Iterable[str] | None = None,
         count: int | None = None,
+        scenario: Scenario | None = None,
         **options: Any,
     ) -> Fleet:
-        """A fleet of a site folder's devices (all, the given ids, or the first ``count``)."""
+        """A fleet of a site folder's devices: all, the given ids, or the first ``count``, and
+        with ``count`` also every device the scenario touches (so that it can be played)."""
         register = read_site(folder)
         options.setdefault("timezone", register.timezone)
-        return cls(register.devices(only, count), broker, **options)
+        devices = register.devices(only, count)
+        if scenario is not None and (only is not None or count is not None):
+            everyone = {d.device_id: d for d in register.devices()}
+            have = {d.device_id for d in devices}
+            needed = {d.device_id for s in resolve(scenario, everyone) for d in s.devices}
+            if needed - have:
+                keep = have | needed
+                devices = [d for d in everyone.values() if d.device_id in keep]
+        return cls(devices, broker, **options)
 
     # ---- life cycle (any thread) -----------------------------------------------------------
 
