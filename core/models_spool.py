@@ -20,6 +20,7 @@ from core.models import AutoId, Base, Id
 class SpooledLine(Base):
     __tablename__ = "readings_spool"
     id: Mapped[int] = mapped_column(AutoId, primary_key=True, autoincrement=True)
+    message: Mapped[str] = mapped_column(String(128), index=True)  # device/ts_ms/seq
     line: Mapped[str] = mapped_column(Text)
     spooled_ms: Mapped[int] = mapped_column(BigInteger)
 

@@ -36,16 +36,19 @@ import logging
 import threading
 import time
 import unicodedata
+from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 from urllib.parse import parse_qsl, urlsplit
 
+from influxdb_client.rest import ApiException
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from sqlalchemy import Connection, Engine, Table, delete, func, insert, select
 from sqlalchemy.exc import SQLAlchemyError
+from urllib3.exceptions import HTTPError
 
 from core.contract import MetricValue
 from core.models import Device
@@ -58,6 +61,7 @@ SEQ_FIELD = "seq"
 NS_PER_MS = 1_000_000
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 UNREGISTERED = "unregistered"
+CONFIRMED_KEPT = 100_000  # message keys InfluxDB confirmed, kept to answer has() cheaply
 _SPLIT_STATUSES = frozenset({400, 413, 422})  # the data, not the server: isolate the bad line
 
 
@@ -171,17 +175,27 @@ class Series:
         return f"{lp_measurement(self.measurement)},{tags}"
 
 
-def to_lines(rows: Sequence[ReadingRow], series: dict[str, Series]) -> list[str]:
-    """One line per message (device, ts, seq), its metrics as fields, in the order given."""
+def message_key(device_id: str, ts_ms: int, seq: int) -> str:
+    """A message's identity as text (device ids hold no '/')."""
+    return f"{device_id}/{ts_ms}/{seq}"
+
+
+def to_messages(rows: Sequence[ReadingRow], series: dict[str, Series]) -> list[tuple[str, str]]:
+    """(message key, line) per message (device, ts, seq), its metrics as fields, in order."""
     messages: dict[tuple[str, int, int], list[ReadingRow]] = {}
     for row in rows:
         messages.setdefault((row.device_id, row.ts_ms, row.seq), []).append(row)
-    lines = []
+    out = []
     for (device_id, ts_ms, seq), metrics in messages.items():
         where = series.get(device_id) or Series(UNREGISTERED, device_id, "-", "-")
         fields = ",".join(f"{lp_key(r.metric)}={lp_field_value(r.value)}" for r in metrics)
-        lines.append(f"{where.prefix()} {fields},{SEQ_FIELD}={seq}i {point_ns(ts_ms, seq)}")
-    return lines
+        line = f"{where.prefix()} {fields},{SEQ_FIELD}={seq}i {point_ns(ts_ms, seq)}"
+        out.append((message_key(device_id, ts_ms, seq), line))
+    return out
+
+
+def to_lines(rows: Sequence[ReadingRow], series: dict[str, Series]) -> list[str]:
+    return [line for _, line in to_messages(rows, series)]
 
 
 # ---- Flux -----------------------------------------------------------------------------------
@@ -315,6 +329,7 @@ class _Counts:
     drained: int = 0
     rejected: int = 0
     failures: int = 0
+    query_failures: int = 0
 
 
 @dataclass
@@ -331,6 +346,7 @@ class InfluxReadingsStore:
     _backlog_estimate: int = 0
     _client: Any = None
     _write_api: Any = None
+    _confirmed: OrderedDict[str, None] = field(default_factory=OrderedDict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
@@ -378,41 +394,56 @@ class InfluxReadingsStore:
         stores a point once however often it is written, so every row counts as new."""
         if not rows:
             return 0
-        lines = to_lines(rows, self._series_for(connection, {r.device_id for r in rows}))
+        messages = to_messages(rows, self._series_for(connection, {r.device_id for r in rows}))
         if self._spooling is None:
             self._spooling = self._count(connection) > 0
         if self._spooling:
-            self._spool(connection, lines)
+            self._spool(connection, messages)
             return len(rows)
-        for start in range(0, len(lines), self.config.batch_lines):
-            chunk = lines[start : start + self.config.batch_lines]
+        for start in range(0, len(messages), self.config.batch_lines):
+            chunk = messages[start : start + self.config.batch_lines]
             try:
-                self._post(chunk)
+                self._post([line for _, line in chunk])
             except InfluxUnavailable as exc:
                 self._went_down(exc)
-                self._spool(connection, lines[start:])
+                self._spool(connection, messages[start:])
                 break
+            self._remember(key for key, _ in chunk)
         return len(rows)
 
     def has(
         self, connection: Connection, device_id: str, metric: str, ts_ms: int, seq: int
     ) -> bool:
-        """Whether this reading is spooled or in InfluxDB (a query: used only on redelivery)."""
+        """Whether this message is stored: confirmed by InfluxDB in this process lately, in the
+        spool (as ``connection`` sees it), or found by a query. When the query fails the answer
+        is False: writing the message again stores it once all the same."""
+        key = message_key(device_id, ts_ms, seq)
+        if key in self._confirmed:
+            return True
+        spooled = select(SPOOL.c.id).where(SPOOL.c.message == key).limit(1)
+        if connection.execute(spooled).first() is not None:
+            return True
         where = self._series_for(connection, {device_id}).get(device_id)
         if where is None:
             return False
-        ns = point_ns(ts_ms, seq)
-        spooled = select(SPOOL.c.id).where(
-            SPOOL.c.line.startswith(where.prefix() + " ", autoescape=True),
-            SPOOL.c.line.endswith(f" {ns}"),
-            SPOOL.c.line.contains(f"{lp_key(metric)}=", autoescape=True),
-        )
-        if connection.execute(spooled.limit(1)).first() is not None:
-            return True
         query = PointsQuery(
             self.config.bucket, where.measurement, device_id, metric, ts_ms, ts_ms + 1, 1000
         )
-        return any(p.seq == seq for p in self._points(query))
+        try:
+            return any(p.seq == seq for p in self._points(query))
+        except (ApiException, HTTPError, OSError) as exc:
+            with self._lock:
+                self.counts.query_failures += 1
+            log.warning("could not ask InfluxDB whether %s is stored (%s)", key, exc)
+            return False
+
+    def _remember(self, keys: Iterable[str]) -> None:
+        confirmed = self._confirmed
+        with self._lock:
+            for key in keys:
+                confirmed[key] = None
+            while len(confirmed) > CONFIRMED_KEPT:
+                confirmed.popitem(last=False)
 
     def points(
         self, device_id: str, metric: str, start_ms: int, end_ms: int, limit: int
@@ -488,7 +519,7 @@ class InfluxReadingsStore:
     def drain_once(self) -> int:
         """Write the oldest spooled lines to InfluxDB and delete them; return how many. Raises
         InfluxUnavailable (nothing deleted) when InfluxDB does not confirm them."""
-        chunk = select(SPOOL.c.id, SPOOL.c.line).order_by(SPOOL.c.id)
+        chunk = select(SPOOL.c.id, SPOOL.c.message, SPOOL.c.line).order_by(SPOOL.c.id)
         chunk = chunk.limit(self.config.batch_lines)
         if self.engine.dialect.name == "postgresql":
             chunk = chunk.with_for_update(skip_locked=True)
@@ -498,8 +529,9 @@ class InfluxReadingsStore:
                 self._spooling = False
                 self._backlog_estimate = self._count(connection)
                 return 0
-            self._post_isolating([line for _, line in rows])
-            connection.execute(delete(SPOOL).where(SPOOL.c.id.in_([i for i, _ in rows])))
+            self._post_isolating([line for _, _, line in rows])
+            connection.execute(delete(SPOOL).where(SPOOL.c.id.in_([i for i, _, _ in rows])))
+        self._remember(key for _, key, _ in rows)
         with self._lock:
             self.counts.drained += len(rows)
         self._backlog_estimate = max(self._backlog_estimate - len(rows), 0)
@@ -520,20 +552,23 @@ class InfluxReadingsStore:
             if drained == 0:
                 self._stop.wait(interval)
 
-    def _spool(self, connection: Connection, lines: list[str]) -> None:
-        if self._backlog_estimate + len(lines) > self.config.spool_max:
+    def _spool(self, connection: Connection, messages: list[tuple[str, str]]) -> None:
+        if self._backlog_estimate + len(messages) > self.config.spool_max:
             self._backlog_estimate = self._count(connection)
-            if self._backlog_estimate + len(lines) > self.config.spool_max:
+            if self._backlog_estimate + len(messages) > self.config.spool_max:
                 raise SpoolFull(
                     f"the readings spool holds {self._backlog_estimate} lines "
                     f"(spool_max {self.config.spool_max}); InfluxDB: {self.last_error}"
                 )
         now = int(time.time() * 1000)
-        connection.execute(insert(SPOOL), [{"line": line, "spooled_ms": now} for line in lines])
+        connection.execute(
+            insert(SPOOL),
+            [{"message": key, "line": line, "spooled_ms": now} for key, line in messages],
+        )
         self._spooling = True
-        self._backlog_estimate += len(lines)
+        self._backlog_estimate += len(messages)
         with self._lock:
-            self.counts.spooled += len(lines)
+            self.counts.spooled += len(messages)
 
     @staticmethod
     def _count(connection: Connection) -> int:
@@ -553,8 +588,6 @@ class InfluxReadingsStore:
         """One confirmed write, retried with backoff on errors of the server or the network."""
         self._open()
         from influxdb_client.client.write_api import WritePrecision
-        from influxdb_client.rest import ApiException
-        from urllib3.exceptions import HTTPError
 
         delay = 0.1
         for attempt in range(1, self.config.attempts + 1):
@@ -673,5 +706,10 @@ class _StoreMetrics(Collector):
             ("lines_drained", "Spooled lines written to InfluxDB, then unspooled", counts.drained),
             ("lines_rejected", "Spooled lines InfluxDB refused as bad data", counts.rejected),
             ("write_failures", "InfluxDB requests that were not confirmed", counts.failures),
+            (
+                "query_failures",
+                "Redelivery look-ups InfluxDB did not answer",
+                counts.query_failures,
+            ),
         ):
             yield CounterMetricFamily(f"parkguard_influx_{name}", help_text, value=value)

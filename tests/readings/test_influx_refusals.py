@@ -91,7 +91,7 @@ def test_a_refused_line_is_isolated_the_others_drain_in_order(
     t = now_ms()
     with engine.begin() as c:
         store.write(c, rows(t, 5))
-        store._spool(c, ["BAD line"])  # as a line the server would refuse
+        store._spool(c, [("x/0/0", "BAD line")])  # as a line the server would refuse
         store.write(c, rows(t + 10, 2))
     assert store.backlog() == 8 and store.status()["last_error"] == "HTTP 401: Unauthorized"
     while store.drain_once():

@@ -4,6 +4,7 @@ starting that server; the whole ingest path from Mosquitto through the collector
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -199,3 +200,56 @@ def test_the_collector_ingests_into_influxdb(
     assert got[("extinguisher_pressure_mpa", ext, s, f"{s}-z1")] == [
         (t + i, 1 + i / 64) for i in range(20)
     ]
+
+
+def test_has_answers_from_what_influxdb_confirmed_the_spool_or_a_query(
+    park: tuple[Engine, str], victoria: Victoria
+) -> None:
+    engine, s = park
+    ext = f"{s}-ext"
+    t = now_ms()
+    store = open_store(engine, victoria)
+    write(engine, store, telemetry(ext, t, 1, pressure_mpa=1.0))
+    victoria.stop()
+    write(engine, store, telemetry(ext, t + 1, 2, pressure_mpa=1.0))
+    with engine.connect() as c:
+        assert store.has(c, ext, "pressure_mpa", t, 1)  # confirmed by the server
+        assert store.has(c, ext, "pressure_mpa", t + 1, 2)  # in the spool
+        # unknown, and the server cannot be asked: False, so the message is written again
+        assert not store.has(c, ext, "pressure_mpa", t + 2, 3)
+    assert store.counts.query_failures == 1
+
+
+def test_a_redelivery_after_its_batch_committed_is_not_written_again(
+    park: tuple[Engine, str], victoria: Victoria, private_broker: tuple[str, int]
+) -> None:
+    engine, s = park
+    ext = f"{s}-ext"
+    t = now_ms() - 10_000
+    store = open_store(engine, victoria)
+    collector = Collector(
+        Settings(database_url=str(engine.url), mqtt_client_id=unique("col")),
+        engine,
+        store,
+        load_catalogue(),
+        BrokerAddress(*private_broker),
+    )
+    collector.start()
+    messages = [
+        (topic_for(s, ext, "telemetry"), encode_telemetry(t + i, i, {"pressure_mpa": 1 + i / 64}))
+        for i in range(10)
+    ]
+    try:
+        wait_for(lambda: collector.status().broker_connected, what="collector connected")
+        publish_all(private_broker, messages)
+        victoria.wait_for_samples(20)
+        publish_all(private_broker, messages[:4])  # as the broker redelivers after a crash
+        time.sleep(1.0)
+        got = victoria.wait_for_samples(20)
+    finally:
+        collector.stop()
+        store.stop()
+    assert got[("extinguisher_pressure_mpa", ext, s, f"{s}-z1")] == [
+        (t + i, 1 + i / 64) for i in range(10)
+    ]
+    assert store.counts.written == 10

@@ -24,10 +24,12 @@ def upgrade() -> None:
     op.create_table(
         "readings_spool",
         sa.Column("id", AUTO_ID, autoincrement=True, nullable=False),
+        sa.Column("message", sa.String(length=128), nullable=False),
         sa.Column("line", sa.Text(), nullable=False),
         sa.Column("spooled_ms", sa.BigInteger(), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_readings_spool")),
     )
+    op.create_index(op.f("ix_readings_spool_message"), "readings_spool", ["message"])
     op.create_table(
         "mqtt_credentials",
         sa.Column("device_id", sa.String(length=64), nullable=False),
@@ -39,4 +41,5 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("mqtt_credentials")
+    op.drop_index(op.f("ix_readings_spool_message"), table_name="readings_spool")
     op.drop_table("readings_spool")
