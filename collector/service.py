@@ -152,8 +152,14 @@ class Collector:
             try:
                 committed = writer.write(items, now_ms(), sweep)
                 break
-            except SQLAlchemyError:
-                log.exception("writing a batch of %d failed; retrying in %.1f s", len(items), delay)
+            except SQLAlchemyError as exc:
+                # an outage is not a bug: its message, not a traceback that pins connections
+                log.error(
+                    "writing a batch of %d failed, retrying in %.1f s: %s",
+                    len(items),
+                    delay,
+                    str(exc).splitlines()[0],
+                )
                 if self._stop.wait(delay):
                     return  # not acknowledged: the broker delivers these again
                 delay = min(delay * 2, RETRY_MAX_S)
