@@ -1,10 +1,24 @@
-"""Plain builders for plan and incident tests: plan dicts and plan sets."""
+"""Plain builders for plan and incident tests: plan dicts and sets, a clock moved by hand,
+and the real services (collector, rules, incidents) started and stopped around a block."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
+from collector.client import BrokerAddress
+from collector.service import Collector
+from core.catalogue import load_catalogue
+from core.db import make_engine
+from core.readings import SqlReadingsStore
+from core.settings import Settings
+from rules.incident_service import IncidentService
 from rules.plans import Plan, PlanSet
+from rules.service import RulesService
+from rules.spec import RuleSet
+from tests.collector.helpers import wait_for
+from tests.conftest import unique
 
 
 def plan_dict(**fields: Any) -> dict[str, Any]:
@@ -59,3 +73,45 @@ class Clock:
     def advance(self, seconds: float) -> int:
         self.ms += round(seconds * 1000)
         return self.ms
+
+
+@contextmanager
+def running_rules(url: str, rules: RuleSet, **kwargs: Any) -> Iterator[RulesService]:
+    service = RulesService(url, rules, tick_s=0.05, **kwargs)
+    service.start()
+    try:
+        yield service
+    finally:
+        service.stop()
+
+
+@contextmanager
+def running_incidents(url: str, plan_set: PlanSet, **kwargs: Any) -> Iterator[IncidentService]:
+    kwargs.setdefault("tick_s", 0.05)
+    service = IncidentService(url, plan_set, **kwargs)
+    service.start()
+    try:
+        yield service
+    finally:
+        service.stop()
+
+
+@contextmanager
+def running_collector(url: str, broker: tuple[str, int], rules: RulesService) -> Iterator[None]:
+    """A collector on the real broker handing its committed batches to the rules service."""
+    engine = make_engine(url)
+    collector = Collector(
+        Settings(database_url=url, mqtt_client_id=unique("col"), flush_interval_ms=50),
+        engine,
+        SqlReadingsStore(engine),
+        load_catalogue(),
+        BrokerAddress(*broker),
+        listeners=[rules.on_batch],
+    )
+    collector.start()
+    try:
+        wait_for(lambda: collector.status().broker_connected, what="collector connected")
+        yield
+    finally:
+        collector.stop()
+        engine.dispose()
