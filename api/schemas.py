@@ -71,6 +71,17 @@ class QueueHealthPublic(_Public):
     """The queue's bound; at it, the collector stops taking messages (the broker holds them)."""
 
 
+class ReadingsHealthPublic(_Public):
+    backend: str
+    """Where readings are stored: ``sqlite``, ``postgresql`` or ``influxdb``."""
+    spooling: bool
+    """True while the time-series store is unreachable and readings wait in the spool."""
+    backlog: int | None
+    """Readings waiting in the spool to be written (None if it could not be counted)."""
+    last_error: str | None = None
+    """The last write error of the time-series store, if any."""
+
+
 class IngestCountsPublic(_Public):
     messages_in: int
     """MQTT messages received since the collector started."""
@@ -100,6 +111,8 @@ class HealthPublic(_Public):
     """The relational store."""
     queue: QueueHealthPublic
     """The collector's receive queue."""
+    readings: ReadingsHealthPublic
+    """The readings store and its outage backlog (readings are never lost while spooled)."""
     ingest: IngestCountsPublic
     """Counters of the ingest path."""
     dead_letters: DeadLetterCountsPublic

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from prometheus_client.registry import Collector
 from sqlalchemy import Connection, Engine, func, select
 
 from core.contract import MetricValue
@@ -65,6 +66,22 @@ class ReadingsStore(Protocol):
         """Min, max and mean per ``every_ms`` bucket (aligned to the epoch) in [start, end)."""
         ...
 
+    def start(self) -> None:
+        """Start background work (an outage spool's drainer); before the collector starts."""
+        ...
+
+    def stop(self) -> None:
+        """Stop background work; after the collector has stopped."""
+        ...
+
+    def status(self) -> dict[str, object]:
+        """For health: the backend, and anything waiting to be written."""
+        ...
+
+    def metrics_collector(self) -> Collector | None:
+        """Prometheus metrics of the store, if it has any."""
+        ...
+
 
 def _columns(row: ReadingRow) -> tuple[str, str, int, int, float | None, str | None]:
     value = row.value
@@ -90,6 +107,18 @@ class SqlReadingsStore:
             return 0
         result = connection.exec_driver_sql(self._insert, [_columns(r) for r in rows])
         return max(result.rowcount, 0)
+
+    def start(self) -> None:
+        """Nothing runs in the background: readings commit with the collector's batch."""
+
+    def stop(self) -> None:
+        """Nothing to stop."""
+
+    def status(self) -> dict[str, object]:
+        return {"backend": self.engine.dialect.name, "spooling": False, "backlog": 0}
+
+    def metrics_collector(self) -> Collector | None:
+        return None
 
     def has(
         self, connection: Connection, device_id: str, metric: str, ts_ms: int, seq: int

@@ -70,8 +70,13 @@ class Runtime:
             import_site_folder(engine, settings)
         address = self._broker_address()
         catalogue = load_catalogue()
-        readings = open_readings_store(settings.readings_url, engine)
+        readings = open_readings_store(settings.readings_url, engine, settings.influx_token)
         metrics = IngestMetrics()
+        store_metrics = readings.metrics_collector()
+        if store_metrics is not None:
+            metrics.registry.register(store_metrics)
+        readings.start()
+        self.services.append(readings)
         self.collector = Collector(self.settings, engine, readings, catalogue, address, metrics)
         self.rules = self._start_rules(address, catalogue)
         if self.rules is not None:

@@ -16,10 +16,14 @@ from api.schemas import (
     HealthPublic,
     IngestCountsPublic,
     QueueHealthPublic,
+    ReadingsHealthPublic,
 )
 from core.models import DeadLetter
 
 router = APIRouter(prefix="/api/v1", tags=["health"])
+
+
+READINGS_FIELDS = set(ReadingsHealthPublic.model_fields)
 
 
 @router.get(
@@ -48,6 +52,9 @@ def health(ctx: CtxDep, response: Response) -> HealthPublic:
         broker=broker,
         database=database,
         queue=QueueHealthPublic(depth=status.queue_depth, max=status.queue_max),
+        readings=ReadingsHealthPublic.model_validate(
+            {k: v for k, v in ctx.readings.status().items() if k in READINGS_FIELDS}
+        ),
         ingest=IngestCountsPublic(
             messages_in=status.messages_in, stored=status.stored, duplicates=status.duplicates
         ),

@@ -29,6 +29,8 @@ def test_healthy_reports_broker_database_queue_and_dead_letters(
     assert body["broker"] == {"connected": True, "url": "mqtt://collector@127.0.0.1:1883"}
     assert body["database"] == {"ok": True, "error": None}
     assert body["queue"] == {"depth": 7, "max": 50_000}
+    assert body["readings"]["backend"] in ("sqlite", "postgresql")
+    assert body["readings"]["spooling"] is False and body["readings"]["backlog"] == 0
     assert body["ingest"] == {"messages_in": 120, "stored": 100, "duplicates": 3}
     assert body["dead_letters"] == {
         "total": 4,
