@@ -196,27 +196,48 @@ def period_figure(
 
 
 def summarise(record: Record, step_ms: int, *, longest: int = 10) -> PeriodFigure:
+    """Every counted device is taken as in scope and intact over the whole period, then each
+    notable device is put right from its own timeline."""
     lo, hi = record.start_ms, record.end_ms
+    span = hi - lo
     figure = PeriodFigure(lo, hi, record.as_of_ms, step_ms)
-    samples = -(-(hi - lo) // step_ms)
+    samples = -(-span // step_ms)
     scope_diff = [0] * (samples + 1)
     intact_diff = [0] * (samples + 1)
+    base = 0
 
     def index(at: int) -> int:
         return -(-(at - lo) // step_ms)
 
+    def count(category: str, scope_ms: int, intact_ms: int, online_ms: int) -> None:
+        for target in (figure.overall, figure.by_category.setdefault(category, TimeTally())):
+            target.scope_ms += scope_ms
+            target.intact_ms += intact_ms
+        figure.online.scope_ms += scope_ms
+        figure.online.intact_ms += online_ms
+
+    for group in record.groups:
+        if group.in_service_ms is None or group.in_service_ms <= lo:
+            count(group.category, group.count * span, group.count * span, group.count * span)
+            figure.devices_counted += group.count
+            base += group.count
     outages: list[Outage] = []
-    for device in record.devices:
+    for device in record.devices.values():
+        if device.in_service_ms is None or device.in_service_ms <= lo:  # taken as intact above
+            count(device.category, -span, -span, -span)
+            figure.devices_counted -= 1
+            base -= 1
         timeline = device_timeline(device, record)
         if not timeline.scope:
             continue
         figure.devices_counted += 1
         tally = timeline.tally
-        for target in (figure.overall, figure.by_category.setdefault(device.category, TimeTally())):
-            target.scope_ms += tally.scope_ms
-            target.intact_ms += tally.intact_ms
-        figure.online.scope_ms += tally.scope_ms
-        figure.online.intact_ms += tally.scope_ms - length(timeline.offline)
+        count(
+            device.category,
+            tally.scope_ms,
+            tally.intact_ms,
+            tally.scope_ms - length(timeline.offline),
+        )
         for a, b in timeline.scope:
             scope_diff[index(a)] += 1
             scope_diff[index(b)] -= 1
@@ -236,5 +257,5 @@ def summarise(record: Record, step_ms: int, *, longest: int = 10) -> PeriodFigur
     for k in range(samples):
         in_scope += scope_diff[k]
         intact += intact_diff[k]
-        figure.series.append(Sample(lo + k * step_ms, in_scope, intact))
+        figure.series.append(Sample(lo + k * step_ms, base + in_scope, base + intact))
     return figure

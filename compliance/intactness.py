@@ -165,9 +165,29 @@ def out_of_service_at(record: Record, device_id: str, at_ms: int) -> OutOfServic
 
 
 def figure_at(record: Record, at_ms: int) -> CurrentFigure:
-    """The figure at one instant of a gathered record."""
+    """The figure at one instant of a gathered record (``record.start_ms <= at_ms``): every
+    counted device is taken as intact, then each notable device is put right."""
     figure = CurrentFigure(at_ms, Tally(), {}, {}, {}, [], [], [], list(record.unknown_type))
-    for device in record.devices:
+
+    def tallies(category: str, zone_id: str, building_id: str | None) -> tuple[Tally, ...]:
+        return (
+            figure.overall,
+            figure.by_category.setdefault(category, Tally()),
+            figure.by_zone.setdefault(zone_id, Tally()),
+            figure.by_building.setdefault(building_id, Tally()),
+        )
+
+    for group in record.groups:
+        if group.in_service_ms is None or group.in_service_ms <= record.start_ms:
+            for tally in tallies(group.category, group.zone_id, group.building_id):
+                tally.in_scope += group.count
+                tally.intact += group.count
+    for device in record.devices.values():
+        counted = tallies(device.category, device.zone_id, device.building_id)
+        if device.in_service_ms is None or device.in_service_ms <= record.start_ms:
+            for tally in counted:  # taken as intact above
+                tally.in_scope -= 1
+                tally.intact -= 1
         if device.in_service_ms is not None and device.in_service_ms > at_ms:
             figure.not_yet_in_service.append(device)
             continue
@@ -175,13 +195,9 @@ def figure_at(record: Record, at_ms: int) -> CurrentFigure:
         if out is not None:
             figure.out_of_service.append(OutOfServiceEntry(device, out))
             continue
-        standing = Standing(device, reasons_at(record.stretches.get(device.id, []), at_ms))
-        for tally in (
-            figure.overall,
-            figure.by_category.setdefault(device.category, Tally()),
-            figure.by_zone.setdefault(device.zone_id, Tally()),
-            figure.by_building.setdefault(device.building_id, Tally()),
-        ):
+        stretches = record.stretches.get(device.id)
+        standing = Standing(device, reasons_at(stretches, at_ms) if stretches else ())
+        for tally in counted:
             tally.in_scope += 1
             tally.intact += standing.intact
         if not standing.intact:
@@ -212,7 +228,14 @@ def current_figure(
     if record_first:
         refresh(session, catalogue, now_ms)
     record = gather(
-        session, catalogue, now_ms, now_ms + 1, now_ms, scrap_date=scrap_date, device_ids=device_ids
+        session,
+        catalogue,
+        now_ms,
+        now_ms + 1,
+        now_ms,
+        scrap_date=scrap_date,
+        device_ids=device_ids,
+        live=True,
     )
     return figure_at(record, now_ms)
 

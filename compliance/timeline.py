@@ -29,21 +29,23 @@ out_of_service         not a reason: the device is out of scope, and listed apar
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any
+from functools import lru_cache
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlalchemy import and_, or_, select
+import orjson
+from sqlalchemy import Text, cast, func, or_, select
 from sqlalchemy.orm import Session, aliased
 
 from compliance.conditions import FAMILIES, sticky
 from core.catalogue import Catalogue
-from core.models import Device, PresenceChange, Site, Zone
+from core.models import Device, DeviceState, PresenceChange, Site, Zone
 from core.models_alerts import Alert, AlertJournal
 from core.models_compliance import ConditionSpan, OutOfService
-from core.models_maintenance import InspectionTask, WorkOrder
+from core.models_maintenance import TASK_STATES, InspectionTask, WorkOrder
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MAX_SHELF_MS = 366 * 86_400_000
@@ -52,15 +54,27 @@ longer than this before a window cannot reach into it."""
 DEFAULT_TZ = "Asia/Shanghai"
 CHUNK = 5000
 
-ScrapDate = Callable[[str, dict[str, Any]], date | None]
-"""The day a device reaches its scrap age, from its type and register attributes; None when no
-scrap age applies to the type. Raises ValueError when the register cannot tell (for
-extinguishers: ``maintenance.service_dates.dates_from_register``, handed in by the caller so
-that compliance depends on core only)."""
+
+class ScrapDate(Protocol):
+    """The day a device of one of ``types`` reaches its scrap age, from its register
+    attributes; raises ValueError when the register cannot tell. For extinguishers the rule is
+    maintenance's (GB 50444 T.5.4.3), handed in by the caller so that compliance depends on
+    core only."""
+
+    @property
+    def types(self) -> frozenset[str]: ...
+
+    def __call__(self, attributes: dict[str, Any], /) -> date: ...
 
 
-def no_scrap_dates(_type: str, _attributes: dict[str, Any]) -> date | None:
-    return None
+class _NoScrapDates:
+    types: frozenset[str] = frozenset()
+
+    def __call__(self, attributes: dict[str, Any], /) -> date:
+        raise AssertionError("no type has a scrap age here")
+
+
+no_scrap_dates: ScrapDate = _NoScrapDates()
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,12 +123,30 @@ class OutOfServiceStretch:
     return_note: str | None
 
 
+@dataclass(frozen=True, slots=True)
+class Group:
+    """Devices alike for counting: same type, zone and in-service instant."""
+
+    type: str
+    category: str
+    zone_id: str
+    building_id: str | None
+    in_service_ms: int | None
+    count: int
+
+
 @dataclass(slots=True)
 class Record:
+    """What a figure needs: every device counted in ``groups``, and the *notable* ones (a
+    reason overlapping the window, an out-of-service record, entering service inside it, or
+    asked for by id) in ``devices`` with their stretches. A device that is not notable was in
+    scope and intact over the whole window, so the work grows with the problems, not the park."""
+
     start_ms: int
     end_ms: int
     as_of_ms: int
-    devices: list[DeviceInfo]
+    groups: list[Group]
+    devices: dict[str, DeviceInfo]
     unknown_type: list[str]
     """Devices whose type is not in the catalogue: no category, so not counted; listed."""
     stretches: dict[str, list[Stretch]]
@@ -130,35 +162,41 @@ def gather(
     *,
     scrap_date: ScrapDate = no_scrap_dates,
     device_ids: Sequence[str] | None = None,
+    live: bool = False,
 ) -> Record:
-    """Everything recorded by ``as_of_ms`` that bears on ``[start_ms, end_ms)``."""
+    """Everything recorded by ``as_of_ms`` that bears on ``[start_ms, end_ms)``. ``live``: the
+    window starts now, so device_state (kept with every presence change) tells which devices
+    are online without looking at their history."""
     if not start_ms < end_ms:
         raise ValueError("the window must start before it ends")
-    ids = list(device_ids) if device_ids is not None else None
+    ids = sorted(set(device_ids)) if device_ids is not None else None
     tz = _site_zones(session)
-    devices, unknown = _devices(session, catalogue, tz, ids)
-    by_id = {d.id: d for d in devices}
-    stretches: dict[str, list[Stretch]] = {d.id: [] for d in devices}
+    groups, late, unknown = _groups(session, catalogue, tz, start_ms, ids)
+    stretches: dict[str, list[Stretch]] = {}
 
     def add(found: Iterable[tuple[str, Stretch]]) -> None:
         for device_id, stretch in found:
-            if device_id in stretches and stretch.overlaps(start_ms, end_ms):
-                stretches[device_id].append(stretch)
+            if stretch.overlaps(start_ms, end_ms):
+                stretches.setdefault(device_id, []).append(stretch)
 
-    add(_presence(session, by_id, start_ms, end_ms, as_of_ms, ids))
-    add(_spans(session, catalogue, by_id, start_ms, end_ms, as_of_ms, ids))
+    add(_presence(session, catalogue, start_ms, end_ms, as_of_ms, ids, live))
+    add(_spans(session, catalogue, start_ms, end_ms, as_of_ms, ids))
     add(_shelves(session, start_ms, end_ms, as_of_ms, ids))
     add(_overdue(session, start_ms, end_ms, as_of_ms, ids))
     add(_work_orders(session, start_ms, end_ms, as_of_ms, ids))
-    add(_register(session, devices, tz, scrap_date, ids))
+    add(_register(session, tz, scrap_date, ids))
+    out = _out_of_service(session, start_ms, end_ms, as_of_ms, ids)
+    notable = set(stretches) | set(out) | late | set(ids or ())
+    devices = _devices(session, catalogue, tz, sorted(notable))
     return Record(
         start_ms,
         end_ms,
         as_of_ms,
+        groups,
         devices,
         unknown,
-        stretches,
-        _out_of_service(session, start_ms, end_ms, as_of_ms, ids),
+        {d: s for d, s in stretches.items() if d in devices},
+        {d: o for d, o in out.items() if d in devices},
     )
 
 
@@ -177,6 +215,7 @@ def to_ms(moment: datetime | None) -> int | None:
     return (moment - EPOCH) // timedelta(milliseconds=1)
 
 
+@lru_cache(maxsize=4096)
 def local_midnight_ms(day: date, tz: ZoneInfo) -> int:
     moment = datetime.combine(day, time(0), tzinfo=tz)
     return (moment - EPOCH) // timedelta(milliseconds=1)
@@ -199,58 +238,120 @@ def _only(query: Any, column: Any, ids: list[str] | None) -> Any:
 
 def _rows(session: Session, query: Any, column: Any, ids: list[str] | None) -> list[Any]:
     """Rows of ``query``, restricted to ``ids`` in chunks when given."""
+    connection = session.connection()  # Core rows: the ORM adds nothing here but time
     if ids is None:
-        return list(session.execute(query))
+        return list(connection.execute(query).fetchall())
     rows: list[Any] = []
     for i in range(0, len(ids), CHUNK):
-        rows.extend(session.execute(query.where(column.in_(ids[i : i + CHUNK]))))
+        rows.extend(connection.execute(query.where(column.in_(ids[i : i + CHUNK]))).fetchall())
     return rows
 
 
 # ---- devices ----------------------------------------------------------------------------------
 
 
-def _devices(
-    session: Session, catalogue: Catalogue, tz: dict[str, ZoneInfo], ids: list[str] | None
-) -> tuple[list[DeviceInfo], list[str]]:
+def _groups(
+    session: Session,
+    catalogue: Catalogue,
+    tz: dict[str, ZoneInfo],
+    start_ms: int,
+    ids: list[str] | None,
+) -> tuple[list[Group], set[str], list[str]]:
+    """Counts of devices alike; the ids of those entering service after ``start_ms``; the ids of
+    those whose type the catalogue does not know."""
+    types = catalogue.device_types
     query = (
         select(
-            Device.id,
-            Device.site_id,
             Device.type,
             Device.zone_id,
             Zone.building_id,
-            Device.label,
+            Device.site_id,
             Device.in_service_date,
+            func.count(),
         )
         .outerjoin(Zone, Zone.id == Device.zone_id)
-        .order_by(Device.id)
+        .group_by(
+            Device.type, Device.zone_id, Zone.building_id, Device.site_id, Device.in_service_date
+        )
     )
-    devices: list[DeviceInfo] = []
-    unknown: list[str] = []
-    for row in _rows(session, query, Device.id, ids):
-        device_type = catalogue.device_types.get(row.type)
-        if device_type is None:
-            unknown.append(row.id)
+    counts: dict[tuple[str, str, str | None, int | None], int] = {}
+    late_days: set[tuple[str, date]] = set()
+    strange = False
+    default_zone = _zone(None)
+    for type_name, zone_id, building_id, site_id, day, count in _rows(
+        session, query, Device.id, ids
+    ):
+        if type_name not in types:
+            strange = True
             continue
         since = None
-        if row.in_service_date is not None:
-            since = local_midnight_ms(row.in_service_date, tz.get(row.site_id, _zone(None)))
-        devices.append(
-            DeviceInfo(
-                row.id,
-                row.site_id,
-                row.type,
-                device_type.category,
-                row.zone_id,
-                row.building_id,
-                row.label,
-                since,
-                device_type.heartbeat_s * 1000,
-            )
+        if day is not None:
+            since = local_midnight_ms(day, tz.get(site_id, default_zone))
+            if since > start_ms:
+                late_days.add((site_id, day))
+        key = (type_name, zone_id, building_id, since)
+        counts[key] = counts.get(key, 0) + count
+    groups = [
+        Group(t, types[t].category, zone_id, building_id, since, count)
+        for (t, zone_id, building_id, since), count in sorted(
+            counts.items(), key=lambda i: (i[0][0], i[0][1], i[0][3] or 0)
         )
-    devices.sort(key=lambda d: d.id)
-    return devices, sorted(unknown)
+    ]
+    late: set[str] = set()
+    if late_days:
+        first = min(day for _site, day in late_days)
+        starters = select(Device.id, Device.site_id, Device.in_service_date).where(
+            Device.in_service_date >= first
+        )
+        late = {
+            device_id
+            for device_id, site_id, day in _rows(session, starters, Device.id, ids)
+            if (site_id, day) in late_days
+        }
+    unknown: list[str] = []
+    if strange:
+        strangers = select(Device.id).where(Device.type.not_in(sorted(types))).order_by(Device.id)
+        unknown = [device_id for (device_id,) in _rows(session, strangers, Device.id, ids)]
+    return groups, late, unknown
+
+
+def _devices(
+    session: Session, catalogue: Catalogue, tz: dict[str, ZoneInfo], ids: list[str]
+) -> dict[str, DeviceInfo]:
+    """The notable devices of catalogue types, by id."""
+    query = select(
+        Device.id,
+        Device.site_id,
+        Device.type,
+        Device.zone_id,
+        Zone.building_id,
+        Device.label,
+        Device.in_service_date,
+    ).outerjoin(Zone, Zone.id == Device.zone_id)
+    devices: dict[str, DeviceInfo] = {}
+    types = catalogue.device_types
+    default_zone = _zone(None)
+    for device_id, site_id, type_name, zone_id, building_id, label, day in _rows(
+        session, query, Device.id, ids
+    ):
+        device_type = types.get(type_name)
+        if device_type is None:
+            continue
+        since = None
+        if day is not None:
+            since = local_midnight_ms(day, tz.get(site_id, default_zone))
+        devices[device_id] = DeviceInfo(
+            device_id,
+            site_id,
+            type_name,
+            device_type.category,
+            zone_id,
+            building_id,
+            label,
+            since,
+            device_type.heartbeat_s * 1000,
+        )
+    return dict(sorted(devices.items()))
 
 
 # ---- presence ---------------------------------------------------------------------------------
@@ -258,54 +359,35 @@ def _devices(
 
 def _presence(
     session: Session,
-    devices: dict[str, DeviceInfo],
+    catalogue: Catalogue,
     start_ms: int,
     end_ms: int,
     as_of_ms: int,
     ids: list[str] | None,
+    live: bool,
 ) -> Iterable[tuple[str, Stretch]]:
     at = min(start_ms, as_of_ms)
-    pc = aliased(PresenceChange)
-    last = (
-        select(pc.id)
-        .where(pc.device_id == Device.id, pc.ts_ms <= at)
-        .order_by(pc.ts_ms.desc(), pc.id.desc())
-        .limit(1)
-        .correlate(Device)
-        .scalar_subquery()
-    )
-    known = (
-        select(pc.id)
-        .where(pc.device_id == Device.id, pc.ts_ms <= at, pc.presence != "unknown")
-        .order_by(pc.ts_ms.desc(), pc.id.desc())
-        .limit(1)
-        .correlate(Device)
-        .scalar_subquery()
-    )
-    heads = _only(
-        select(Device.id.label("device_id"), last.label("last"), known.label("known")),
-        Device.id,
-        ids,
-    ).subquery()
-    a = aliased(PresenceChange)
-    b = aliased(PresenceChange)
-    query = (
-        select(
-            heads.c.device_id,
-            a.presence,
-            a.ts_ms,
-            a.cause,
-            b.presence.label("known"),
-            b.ts_ms.label("known_ms"),
+    targets = ids
+    if live:  # device_state is the last presence change: only devices not online need a look
+        not_online = (
+            select(Device.id)
+            .outerjoin(DeviceState, DeviceState.device_id == Device.id)
+            .where(or_(DeviceState.presence.is_(None), DeviceState.presence != "online"))
         )
-        .select_from(heads)
-        .outerjoin(a, a.id == heads.c.last)
-        .outerjoin(b, b.id == heads.c.known)
-    )
-    first: dict[str, tuple[str, int, str, str | None, int | None]] = {}
-    for row in session.execute(query):
-        if row.presence is not None:
-            first[row.device_id] = (row.presence, row.ts_ms, row.cause, row.known, row.known_ms)
+        targets = [device_id for (device_id,) in _rows(session, not_online, Device.id, ids)]
+    heads: list[Any] = []
+    if targets is None:
+        heads = _rows(session, _presence_at(at, None), None, None)
+    else:
+        for i in range(0, len(targets), CHUNK):
+            heads += _rows(session, _presence_at(at, targets[i : i + CHUNK]), None, None)
+    unknown = [row[0] for row in heads if row[2] == "unknown"]
+    known: dict[str, tuple[str, int, str]] = {}
+    for i in range(0, len(unknown), CHUNK):
+        query = _presence_at(at, unknown[i : i + CHUNK], known_only=True)
+        for device_id, _type, presence, ts, cause in _rows(session, query, None, None):
+            if presence is not None:
+                known[device_id] = (presence, ts, cause)
     changes: dict[str, list[tuple[int, str, str]]] = {}
     if end_ms - 1 > at:
         later = (
@@ -322,15 +404,57 @@ def _presence(
             )
             .order_by(PresenceChange.device_id, PresenceChange.ts_ms, PresenceChange.id)
         )
-        for row in _rows(session, later, PresenceChange.device_id, ids):
-            changes.setdefault(row.device_id, []).append((row.ts_ms, row.presence, row.cause))
-    for device_id, device in devices.items():
-        yield from _presence_stretches(device, first.get(device_id), changes.get(device_id, []))
+        for device_id, ts, presence, cause in _rows(session, later, PresenceChange.device_id, ids):
+            changes.setdefault(device_id, []).append((ts, presence, cause))
+    types = catalogue.device_types
+    for device_id, type_name, presence, ts, cause in heads:
+        device_type = types.get(type_name)
+        if device_type is None:
+            continue
+        later_changes = changes.get(device_id, [])
+        if presence == "online" and not later_changes:
+            continue
+        first = None
+        if presence is not None:
+            first = (presence, ts, cause, known.get(device_id))
+        yield from _presence_stretches(
+            device_id, device_type.heartbeat_s * 1000, first, later_changes
+        )
+
+
+def _presence_at(at: int, ids: list[str] | None, *, known_only: bool = False) -> Any:
+    """Per device: its type and its last presence change at or before ``at`` (``known_only``:
+    the last one that was not ``unknown``); one index look-up per device, however long its
+    history. The look-ups are materialised once, then joined to their rows."""
+    pc = aliased(PresenceChange)
+    conditions = [pc.device_id == Device.id, pc.ts_ms <= at]
+    if known_only:
+        conditions.append(pc.presence != "unknown")
+    last = (
+        select(pc.id)
+        .where(*conditions)
+        .order_by(pc.ts_ms.desc(), pc.id.desc())
+        .limit(1)
+        .correlate(Device)
+        .scalar_subquery()
+    )
+    heads = (
+        _only(select(Device.id, Device.type, last.label("last")), Device.id, ids)
+        .cte("heads")
+        .prefix_with("MATERIALIZED")
+    )
+    row = aliased(PresenceChange)
+    return (
+        select(heads.c.id, heads.c.type, row.presence, row.ts_ms, row.cause)
+        .select_from(heads)
+        .outerjoin(row, row.id == heads.c.last)
+    )
 
 
 def _presence_stretches(
-    device: DeviceInfo,
-    first: tuple[str, int, str, str | None, int | None] | None,
+    device_id: str,
+    heartbeat_ms: int,
+    first: tuple[str, int, str, tuple[str, int, str] | None] | None,
     changes: list[tuple[int, str, str]],
 ) -> Iterable[tuple[str, Stretch]]:
     """Offline stretches from the presence at the window's start and the changes within it;
@@ -340,9 +464,11 @@ def _presence_stretches(
     if first is None:
         segments.append((None, "unknown", "never_reported"))
     else:
-        presence, ts, cause, prev_known, known_ms = first
-        if presence == "unknown" and prev_known == "offline" and known_ms is not None:
-            segments.append((known_ms, "offline", "before_unknown"))
+        presence, ts, cause, known = first
+        if known is not None:
+            prev_known = known[0]
+            if presence == "unknown" and prev_known == "offline":
+                segments.append((known[1], "offline", known[2]))
         segments.append((ts, presence, cause))
     segments.extend(changes)
     found: list[Stretch] = []
@@ -353,10 +479,10 @@ def _presence_stretches(
             continue
         detail: dict[str, Any] = {"presence": presence, "cause": cause}
         if presence == "unknown" and prev_known == "online" and start is not None:
-            grace_end = start + device.heartbeat_ms
+            grace_end = start + heartbeat_ms
             if end is not None and grace_end >= end:
                 continue
-            detail["silent_after_ms"] = device.heartbeat_ms
+            detail["silent_after_ms"] = heartbeat_ms
             start = grace_end
         elif presence == "offline":
             prev_known = "offline"
@@ -365,7 +491,7 @@ def _presence_stretches(
         else:
             found.append(Stretch("offline", start, end, "presence", detail))
     for stretch in found:
-        yield device.id, stretch
+        yield device_id, stretch
 
 
 # ---- the condition log ------------------------------------------------------------------------
@@ -374,42 +500,43 @@ def _presence_stretches(
 def _spans(
     session: Session,
     catalogue: Catalogue,
-    devices: dict[str, DeviceInfo],
     start_ms: int,
     end_ms: int,
     as_of_ms: int,
     ids: list[str] | None,
 ) -> Iterable[tuple[str, Stretch]]:
-    query = select(
-        ConditionSpan.device_id,
-        ConditionSpan.reason,
-        ConditionSpan.source,
-        ConditionSpan.key,
-        ConditionSpan.start_ms,
-        ConditionSpan.end_ms,
-        ConditionSpan.closed_ms,
-        ConditionSpan.start_detail,
-    ).where(
-        ConditionSpan.start_ms < end_ms,
-        ConditionSpan.opened_ms <= as_of_ms,
-        or_(
-            ConditionSpan.end_ms.is_(None),
-            ConditionSpan.end_ms > start_ms,
-            ConditionSpan.closed_ms > as_of_ms,
-        ),
+    query = (
+        select(
+            ConditionSpan.device_id,
+            Device.type,
+            ConditionSpan.reason,
+            ConditionSpan.source,
+            ConditionSpan.key,
+            ConditionSpan.start_ms,
+            ConditionSpan.end_ms,
+            ConditionSpan.closed_ms,
+            ConditionSpan.start_detail,
+        )
+        .join(Device, Device.id == ConditionSpan.device_id)
+        .where(
+            ConditionSpan.start_ms < end_ms,
+            ConditionSpan.opened_ms <= as_of_ms,
+            or_(
+                ConditionSpan.end_ms.is_(None),
+                ConditionSpan.end_ms > start_ms,
+                ConditionSpan.closed_ms > as_of_ms,
+            ),
+        )
     )
     found: list[tuple[str, Stretch, bool]] = []
     for row in _rows(session, query, ConditionSpan.device_id, ids):
-        device = devices.get(row.device_id)
-        if device is None:
-            continue
         known_end = row.end_ms if row.closed_ms is not None and row.closed_ms <= as_of_ms else None
         detail = dict(row.start_detail or {})
         detail["key"] = row.key
         is_sticky = (
             row.source == "event"
             and row.key in FAMILIES
-            and sticky(catalogue.device_types.get(device.type), row.key)
+            and sticky(catalogue.device_types.get(row.type), row.key)
         )
         stretch = Stretch(row.reason, row.start_ms, known_end, row.source, detail)
         found.append((row.device_id, stretch, is_sticky))
@@ -532,6 +659,7 @@ def _shelves(
 
 # ---- maintenance ------------------------------------------------------------------------------
 
+UNDONE = tuple(s for s in TASK_STATES if s != "done")
 OVERDUE_REASON = {
     "inspection": "inspection_overdue",
     "service": "service_overdue",
@@ -543,7 +671,7 @@ def _overdue(
     session: Session, start_ms: int, end_ms: int, as_of_ms: int, ids: list[str] | None
 ) -> Iterable[tuple[str, Stretch]]:
     start, end, as_of = to_dt(start_ms), to_dt(end_ms), to_dt(as_of_ms)
-    query = select(
+    columns = select(
         InspectionTask.id,
         InspectionTask.device_id,
         InspectionTask.kind,
@@ -555,15 +683,17 @@ def _overdue(
         InspectionTask.device_id.is_not(None),
         InspectionTask.due_at < end,
         InspectionTask.created_at <= as_of,
-        or_(
-            InspectionTask.state != "done",
-            and_(
-                InspectionTask.completed_at > start,
-                InspectionTask.completed_at > InspectionTask.due_at,
-            ),
-        ),
     )
-    for row in _rows(session, query, InspectionTask.device_id, ids):
+    undone = columns.where(InspectionTask.state.in_(UNDONE))
+    rows = _rows(session, undone, InspectionTask.device_id, ids)
+    if start_ms < as_of_ms:  # completions recorded after the window began (none for "now")
+        late = columns.where(
+            InspectionTask.state == "done",
+            InspectionTask.completed_at > start,
+            InspectionTask.completed_at > InspectionTask.due_at,
+        )
+        rows += _rows(session, late, InspectionTask.device_id, ids)
+    for row in rows:
         due = to_ms(row.due_at)
         done = to_ms(row.completed_at)
         if done is not None and done > as_of_ms:
@@ -606,28 +736,37 @@ def _work_orders(
 
 def _register(
     session: Session,
-    devices: list[DeviceInfo],
     tz: dict[str, ZoneInfo],
     scrap_date: ScrapDate,
     ids: list[str] | None,
 ) -> Iterable[tuple[str, Stretch]]:
-    if scrap_date is no_scrap_dates:
+    """Scrap dates from the register; each distinct entry is read once (as raw JSON text)."""
+    types = scrap_date.types
+    if not types:
         return
-    attributes = dict(_rows(session, select(Device.id, Device.attributes), Device.id, ids))
-    for device in devices:
-        try:
-            day = scrap_date(device.type, attributes.get(device.id) or {})
-        except ValueError as exc:
+    query = select(Device.id, Device.site_id, cast(Device.attributes, Text)).where(
+        Device.type.in_(sorted(types))
+    )
+    known: dict[str | None, date | str] = {}
+    default_zone = _zone(None)
+    for device_id, site_id, text in _rows(session, query, Device.id, ids):
+        day = known.get(text)
+        if day is None:
+            try:
+                given = orjson.loads(text) if text else {}
+                day = scrap_date(given if isinstance(given, dict) else {})
+            except (ValueError, orjson.JSONDecodeError) as exc:
+                day = str(exc)[:200]
+            known[text] = day
+        if isinstance(day, str):
             yield (
-                device.id,
-                Stretch("scrap_date_unknown", None, None, "register", {"problem": str(exc)[:200]}),
+                device_id,
+                Stretch("scrap_date_unknown", None, None, "register", {"problem": day}),
             )
             continue
-        if day is None:
-            continue
-        since = local_midnight_ms(day, tz.get(device.site_id, _zone(None)))
+        since = local_midnight_ms(day, tz.get(site_id, default_zone))
         yield (
-            device.id,
+            device_id,
             Stretch("past_scrap_date", since, None, "register", {"scrap_date": day.isoformat()}),
         )
 
@@ -639,7 +778,17 @@ def _out_of_service(
     session: Session, start_ms: int, end_ms: int, as_of_ms: int, ids: list[str] | None
 ) -> dict[str, list[OutOfServiceStretch]]:
     query = (
-        select(OutOfService)
+        select(
+            OutOfService.id,
+            OutOfService.device_id,
+            OutOfService.since_ms,
+            OutOfService.until_ms,
+            OutOfService.taken_by,
+            OutOfService.reason,
+            OutOfService.expected_back_ms,
+            OutOfService.returned_by,
+            OutOfService.return_note,
+        )
         .where(
             OutOfService.since_ms < end_ms,
             OutOfService.since_ms <= as_of_ms,
@@ -652,7 +801,7 @@ def _out_of_service(
         .order_by(OutOfService.device_id, OutOfService.since_ms)
     )
     found: dict[str, list[OutOfServiceStretch]] = {}
-    for (row,) in _rows(session, query, OutOfService.device_id, ids):
+    for row in _rows(session, query, OutOfService.device_id, ids):
         back = row.until_ms if row.until_ms is not None and row.until_ms <= as_of_ms else None
         found.setdefault(row.device_id, []).append(
             OutOfServiceStretch(

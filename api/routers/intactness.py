@@ -33,7 +33,7 @@ from compliance.intactness import (
     reasons_at,
     refresh,
 )
-from compliance.timeline import DeviceInfo, OutOfServiceStretch, Stretch, gather
+from compliance.timeline import DeviceInfo, OutOfServiceStretch, ScrapDate, Stretch, gather
 from core.catalogue import Catalogue
 from core.contract import now_ms
 from core.models_compliance import OutOfService
@@ -70,12 +70,17 @@ DEFINITION = (
 )
 
 
-def register_scrap_date(device_type: str, attributes: dict[str, Any]) -> date | None:
+class _ExtinguisherScrapDates:
     """An extinguisher's scrap date by GB 50444-2008 T.5.4.3 from its register entry (raises
-    ValueError when the entry cannot tell it); other types have no scrap age."""
-    if device_type != "extinguisher":
-        return None
-    return dates_from_register(attributes).scrap_date
+    ValueError when the entry cannot tell it); no other type has a scrap age."""
+
+    types = frozenset({"extinguisher"})
+
+    def __call__(self, attributes: dict[str, Any], /) -> date:
+        return dates_from_register(attributes).scrap_date
+
+
+register_scrap_date: ScrapDate = _ExtinguisherScrapDates()
 
 
 # ---- what the API answers -------------------------------------------------------------------
@@ -841,7 +846,14 @@ def get_device(
     refresh(session, ctx.catalogue, at)
     ids = [device.id]
     now_record = gather(
-        session, ctx.catalogue, at, at + 1, at, scrap_date=register_scrap_date, device_ids=ids
+        session,
+        ctx.catalogue,
+        at,
+        at + 1,
+        at,
+        scrap_date=register_scrap_date,
+        device_ids=ids,
+        live=True,
     )
     record = gather(
         session,
@@ -877,7 +889,7 @@ def get_device(
             not_intact=[],
             stretches=[],
         )
-    info = now_record.devices[0]
+    info = now_record.devices[device.id]
     figure = figure_at(now_record, at)
     out = out_of_service_at(now_record, info.id, at)
     status: Literal["intact", "not_intact", "out_of_service", "not_yet_in_service"]

@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, insert
+from sqlalchemy import Engine, insert, select, update
 from sqlalchemy.orm import Session
 
 from compliance.timeline import to_dt
@@ -115,14 +115,24 @@ def make_park(
 
 
 def presence(engine: Engine, device_id: str, changes: Iterable[tuple[int, str, str]]) -> None:
-    """Presence changes (ts, presence, cause), as the collector writes them."""
+    """Presence changes (ts, presence, cause), as the collector writes them: each a row, and the
+    device's state says the latest."""
+    rows = [
+        {"device_id": device_id, "ts_ms": ts, "presence": p, "cause": cause}
+        for ts, p, cause in changes
+    ]
     with engine.begin() as c:
+        c.execute(insert(PresenceChange), rows)
+        latest = c.execute(
+            select(PresenceChange.presence, PresenceChange.ts_ms)
+            .where(PresenceChange.device_id == device_id)
+            .order_by(PresenceChange.ts_ms.desc(), PresenceChange.id.desc())
+            .limit(1)
+        ).one()
         c.execute(
-            insert(PresenceChange),
-            [
-                {"device_id": device_id, "ts_ms": ts, "presence": p, "cause": cause}
-                for ts, p, cause in changes
-            ],
+            update(DeviceState)
+            .where(DeviceState.device_id == device_id)
+            .values(presence=latest.presence, presence_since_ms=latest.ts_ms)
         )
 
 
@@ -152,14 +162,16 @@ def event(engine: Engine, device_id: str, ts: int, name: str, received: int | No
 
 
 def last_values(engine: Engine, device_id: str, values: dict[str, tuple[Any, int]]) -> None:
-    """Set the device's last values ``{metric: (value, ts)}`` as the collector keeps them."""
-    from sqlalchemy import update
-
+    """Set the device's last values ``{metric: (value, ts)}`` as the collector keeps them (it
+    was last heard from at the newest of them)."""
     with engine.begin() as c:
         c.execute(
             update(DeviceState)
             .where(DeviceState.device_id == device_id)
-            .values(last_values={m: {"v": v, "ts": ts} for m, (v, ts) in values.items()})
+            .values(
+                last_values={m: {"v": v, "ts": ts} for m, (v, ts) in values.items()},
+                last_seen_ms=max(ts for _v, ts in values.values()),
+            )
         )
 
 

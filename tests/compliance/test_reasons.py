@@ -220,7 +220,7 @@ def test_each_reason_holds_from_its_start_to_its_clearing(
     case.make(engine, sessions)
     with sessions() as s:
         record = gather(s, CAT, MAY, JUNE, JUNE, device_ids=[DEV, "other"])
-    by_id = {d.id: d for d in record.devices}
+    by_id = record.devices
     assert device_timeline(by_id[DEV], record).not_intact == case.expected
     assert device_timeline(by_id["other"], record).not_intact == []
     for start, end in case.expected:
@@ -262,8 +262,16 @@ def test_past_scrap_date_from_the_register(engine: Engine, sessions: SessionFact
         },
     )
     with sessions() as s:
-        record = gather(s, CAT, MAY, JUNE, JUNE, scrap_date=register_scrap_date)
-    timelines = {d.id: device_timeline(d, record) for d in record.devices}
+        record = gather(
+            s,
+            CAT,
+            MAY,
+            JUNE,
+            JUNE,
+            scrap_date=register_scrap_date,
+            device_ids=[DEV, "young", "blank"],
+        )
+    timelines = {d.id: device_timeline(d, record) for d in record.devices.values()}
     assert timelines[DEV].not_intact == [(MAY + 2 * DAY, JUNE)]  # 2026-05-03 00:00 UTC
     assert timelines["young"].not_intact == []
     assert timelines["blank"].not_intact == [(MAY, JUNE)]
