@@ -18,6 +18,7 @@ from api.routers import (
     intactness,
     maintenance,
     metrics,
+    plans,
     readings,
 )
 
@@ -32,6 +33,7 @@ ROUTERS: list[APIRouter] = [
     alerts.router,
     maintenance.router,
     intactness.router,
+    plans.router,
     metrics.router,
 ]
 

@@ -979,7 +979,7 @@ class IncidentStore:
             "real": _figures(real, steps, at),
             "drills": _figures(drills, steps, at)
             | {
-                "list": [
+                "items": [
                     {
                         "id": i.id,
                         "plan": i.plan_id,

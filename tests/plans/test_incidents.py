@@ -384,7 +384,7 @@ def test_a_drill_leaves_the_real_figures_untouched(
     assert after["real"]["steps"] == before["real"]["steps"] | {"overdue": 1}  # time went on
     assert after["drills"]["incidents"] == 1 and after["drills"]["closed"] == 1
     assert after["drills"]["steps"]["done_late"] == 1 and after["drills"]["punctuality"] == 0.0
-    assert [d["id"] for d in after["drills"]["list"]] == [drill]
+    assert [d["id"] for d in after["drills"]["items"]] == [drill]
     records = {r["plan"]: r for r in after["drill_record"]}
     assert records["fire"]["last_drill"] is not None and records["fire"]["overdue"] is False
     assert records["quake"]["last_drill"] is None and records["quake"]["overdue"] is True
