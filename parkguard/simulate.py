@@ -65,9 +65,9 @@ def add_parser(sub: Any) -> None:
     )
     p.add_argument(
         "--connection",
-        choices=("per_device", "multiplexed"),
-        help="a client per device (own last will; the default) or a few shared "
-        "clients (the default with --rate)",
+        choices=("per_device", "multiplexed", "auto"),
+        help="a client per device (each with its own last will), a few shared clients (wills "
+        "emulated), or auto: per device up to 200 devices (the default; shared with --rate)",
     )
     p.add_argument("--clients", type=int, default=4, help="shared clients when multiplexed")
     p.add_argument("--protocol", choices=("3.1.1", "5"), default="3.1.1")
@@ -105,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
             count=args.devices,
             scenario=scenario,
             speed=args.speed,
-            connection=args.connection or ("multiplexed" if args.rate else "per_device"),
+            connection=args.connection or ("multiplexed" if args.rate else "auto"),
             clients=args.clients,
             background=args.rate is None,
             protocol=args.protocol,

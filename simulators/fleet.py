@@ -36,7 +36,7 @@ from simulators.devices import Outgoing, Ramp, SimClock, SimDevice
 from simulators.durations import show
 from simulators.faults import Fault, build
 from simulators.scenario import ResolvedStep, Scenario, resolve
-from simulators.transport import Broker, Connection, Link, Loop, Protocol
+from simulators.transport import PER_DEVICE_MAX, Broker, Connection, Link, Loop, Protocol
 
 log = logging.getLogger(__name__)
 STARTUP_SPREAD_S = 3.0
@@ -178,7 +178,7 @@ class Fleet:
         devices: Iterable[SimDevice],
         broker: Broker | str,
         *,
-        connection: Connection = "per_device",
+        connection: Connection = "auto",
         clients: int = 4,
         speed: float = 1.0,
         timezone: str = "Asia/Shanghai",
@@ -188,6 +188,8 @@ class Fleet:
     ) -> None:
         self.devices = {d.device_id: d for d in devices}
         self.broker = broker if isinstance(broker, Broker) else Broker.from_url(broker, protocol)
+        if connection == "auto":
+            connection = "per_device" if len(self.devices) <= PER_DEVICE_MAX else "multiplexed"
         self.connection = connection
         self.clients = max(1, clients)
         self.clock = SimClock(speed, timezone)
@@ -198,6 +200,8 @@ class Fleet:
         self.ready = threading.Event()
         self.errors = 0
         self.suppressed = 0
+        self.emulated_wills = 0
+        """Offline statuses a multiplexed fleet published for dropped devices itself."""
         self.by_channel: Counter[str] = Counter()
         self.playbacks: list[Playback] = []
         self._commands: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
@@ -488,6 +492,7 @@ class Fleet:
             link.drop()
         else:  # a shared connection has no will per device: say it on the device's behalf
             self._send(device, [device.status(False)], shaped=False)
+            self.emulated_wills += 1
         self._dropped.add(device.device_id)
 
     def _restore(self, device: SimDevice) -> None:
@@ -635,7 +640,7 @@ def start_fleet(
     *,
     scenario: str | Path | None = "normal-day",
     speed: float = 1.0,
-    connection: Connection = "per_device",
+    connection: Connection = "auto",
     protocol: Protocol = "3.1.1",
     drill: bool | None = None,
 ) -> tuple[Fleet, Playback | None]:

@@ -30,11 +30,13 @@ MAX_BURST = 5000
 @dataclass(frozen=True, slots=True)
 class LoadReport:
     sent: int
-    acked: int
     seconds: float
     rate: float
     """Messages per second actually published."""
+    unacked: int
+    """Messages the fleet published that the broker has not acknowledged (yet)."""
     overflow: int
+    """Messages the fleet dropped because a client's buffer was full."""
 
 
 class LoadGenerator:
@@ -50,7 +52,6 @@ class LoadGenerator:
         self.done = threading.Event()
         self._started = 0.0
         self._ended = 0.0
-        self._acked_before = 0
         self._next = 0
         self._stopped = False
         self._devices: list[SimDevice] = []
@@ -71,9 +72,9 @@ class LoadGenerator:
         stats = self.fleet.stats()
         return LoadReport(
             self.sent,
-            stats.acked - self._acked_before,
             seconds,
             self.sent / seconds if seconds else 0.0,
+            stats.sent - stats.acked,
             stats.overflow,
         )
 
@@ -85,7 +86,6 @@ class LoadGenerator:
             self._finish()
             return
         self._started = time.monotonic()
-        self._acked_before = self.fleet.stats().acked
         self._tick()
 
     def _finish(self) -> None:

@@ -8,6 +8,7 @@ Two ways to connect, chosen per fleet:
 - ``multiplexed``: a few clients publish for many devices, as a gateway or a load generator
   does. A connection cannot carry one will per device, so a last-will storm is emulated: the
   fleet publishes the dropped devices' offline statuses on their behalf, and stops sending.
+- ``auto``: per device for a small fleet (up to ``PER_DEVICE_MAX``), else multiplexed.
 
 paho's external-loop interface (``loop_read``/``loop_write``/``loop_misc`` and the socket
 callbacks) lets one thread serve hundreds of clients, so the fleet needs no thread per device.
@@ -34,7 +35,11 @@ from simulators.devices import Outgoing
 
 log = logging.getLogger(__name__)
 Protocol = Literal["3.1.1", "5"]
-Connection = Literal["per_device", "multiplexed"]
+Connection = Literal["per_device", "multiplexed", "auto"]
+PER_DEVICE_MAX = 200
+"""``auto`` gives each device its own connection up to this many devices, else shares a few:
+Mosquitto takes thousands of connections, but the embedded demo broker (amqtt) needs about a
+minute to accept the demo park's 766 and then misses acknowledgements."""
 KEEPALIVE_S = 30
 BACKOFF_MIN_S = 0.5
 BACKOFF_MAX_S = 30.0
