@@ -100,7 +100,8 @@ def demo_park(url: str, broker: tuple[str, int], rules: RuleSet, **fleet: Any) -
         listeners=[service.on_batch],
     )
     collector.start()
-    simulated = Fleet.from_site(DEMO_SITE, Broker(*broker), **fleet)
+    # a connection per device, so that a last-will storm makes Mosquitto publish real wills
+    simulated = Fleet.from_site(DEMO_SITE, Broker(*broker), connection="per_device", **fleet)
     try:
         wait_for(lambda: collector.status().broker_connected, what="collector connected")
         simulated.start()
