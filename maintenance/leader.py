@@ -9,6 +9,8 @@ its lease was taken) would not double a task: the unique key on the tasks sees t
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any, cast
 
@@ -48,10 +50,37 @@ def acquire_lease(session: Session, name: str, holder: str, now: datetime, ttl: 
     return bool(getattr(taken, "rowcount", 0))
 
 
-def release_lease(session: Session, name: str, holder: str) -> None:
-    """Give the lease up at once (on a clean stop), so another instance need not wait."""
-    session.execute(
-        delete(MaintenanceLease)
-        .where(MaintenanceLease.name == name, MaintenanceLease.holder == holder)
-        .execution_options(synchronize_session=False)
-    )
+def release_lease(
+    session: Session, name: str, holder: str, *, lock_wait: timedelta | None = None
+) -> None:
+    """Give the lease up at once (on a clean stop), so another instance need not wait.
+
+    ``lock_wait`` bounds the wait for a lock that another connection holds (SQLite's busy
+    timeout, PostgreSQL's lock_timeout); past it the database raises OperationalError.
+    """
+    with _lock_wait(session, lock_wait):
+        session.execute(
+            delete(MaintenanceLease)
+            .where(MaintenanceLease.name == name, MaintenanceLease.holder == holder)
+            .execution_options(synchronize_session=False)
+        )
+
+
+@contextmanager
+def _lock_wait(session: Session, wait: timedelta | None) -> Iterator[None]:
+    """Within the block, wait at most ``wait`` for a database lock (None: the usual wait)."""
+    if wait is None:
+        yield
+        return
+    ms = max(1, int(wait.total_seconds() * 1000))
+    connection = session.connection()
+    if connection.dialect.name == "postgresql":
+        connection.exec_driver_sql(f"SET LOCAL lock_timeout = {ms}")  # ends with the transaction
+        yield
+        return
+    usual = int(connection.exec_driver_sql("PRAGMA busy_timeout").scalar_one())
+    connection.exec_driver_sql(f"PRAGMA busy_timeout = {ms}")
+    try:
+        yield
+    finally:  # the connection goes back to the pool: give it its usual wait again
+        connection.exec_driver_sql(f"PRAGMA busy_timeout = {usual}")

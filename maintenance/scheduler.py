@@ -15,16 +15,25 @@ by a second leader, or by hand, creates nothing twice.
 
 Each job runs in its own transaction; a database or plan failure is logged, counted in
 ``status()`` and rolled back, and the scheduler keeps running.
+
+``stop()`` is bounded: it waits for a running job at most ``stop_timeout_s`` (one stuck on a
+database lock is logged, counted as ``stop_timeouts`` and left to end on its own, no longer
+leading), then gives the lease up, waiting at most as long again for the database.
+APScheduler's own ``shutdown(wait=True)`` is not used: it joins the job threads while holding
+the scheduler's locks, so a lease tick calling into the scheduler at that moment (attaching
+the job store on becoming leader) deadlocked the stop for good.
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import os
 import threading
+import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -71,6 +80,8 @@ class MaintenanceConfig:
     overdue_every_s: float = 60.0
     lease_ttl_s: float = 30.0
     lease_renew_s: float = 10.0
+    stop_timeout_s: float = 5.0
+    """``stop()`` waits this long for a running job, then as long again to release the lease."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> MaintenanceConfig:
@@ -134,6 +145,9 @@ class MaintenanceService:
         self._scheduler: BackgroundScheduler | None = None
         self._leader = False
         self._lock = threading.RLock()
+        self._jobs_done = threading.Condition()
+        self._running: dict[int, tuple[str, float]] = {}
+        self._job_tokens = itertools.count()
         self._counts: dict[str, int] = {}
         self._last_error: str | None = None
 
@@ -190,12 +204,23 @@ class MaintenanceService:
         return self._leader
 
     def status(self) -> dict[str, Any]:
-        """For health and metrics: leader or not, job counters, the last error."""
+        """For health and metrics: leader or not, job counters, the last error.
+
+        ``jobs_running`` maps each running job to how long (s) its oldest run has taken so far.
+        """
+        now = time.monotonic()
+        jobs_running: dict[str, float] = {}
+        with self._jobs_done:
+            for job, started in self._running.values():
+                jobs_running[job] = max(jobs_running.get(job, 0.0), now - started)
+        with self._lock:
+            counts = dict(self._counts)
         return {
             "running": self._scheduler is not None,
             "leader": self._leader,
             "holder": self.holder,
-            "counts": dict(self._counts),
+            "counts": counts,
+            "jobs_running": jobs_running,
             "last_error": self._last_error,
         }
 
@@ -222,19 +247,51 @@ class MaintenanceService:
         scheduler.start()
 
     def stop(self) -> None:
-        """Stop the scheduler (waiting for a running job) and give up the lease."""
-        scheduler, self._scheduler = self._scheduler, None
+        """Stop the scheduler and give up the lease, in at most about 2 × ``stop_timeout_s``.
+
+        A job still running after ``stop_timeout_s`` is logged, counted (``stop_timeouts``) and
+        left to end on its own: from here on it can no longer lead nor take the lease.
+        """
+        with self._lock:
+            scheduler, self._scheduler = self._scheduler, None
         if scheduler is None:
             return
-        scheduler.shutdown(wait=True)
-        was_leader = self._leader
-        self._step_down(scheduler)
+        timeout = self.config.stop_timeout_s
+        deadline = time.monotonic() + timeout
+        # Without waiting for the jobs (see the module docstring), and in a thread of its own:
+        # even so it takes the scheduler's locks, which its main loop holds while it reads or
+        # writes the job store, that is, for as long as the database keeps it waiting.
+        closer = threading.Thread(
+            target=scheduler.shutdown,
+            kwargs={"wait": False},
+            name=f"{self.name}-scheduler-shutdown",
+            daemon=True,
+        )
+        closer.start()
+        closer.join(timeout)
+        with self._jobs_done:
+            idle = self._jobs_done.wait_for(
+                lambda: not self._running, max(0.0, deadline - time.monotonic())
+            )
+            stuck = sorted({job for job, _ in self._running.values()})
+        if closer.is_alive() or not idle:
+            self._count("stop_timeouts")
+            log.warning(
+                "maintenance stop: gave up after %.1f s waiting for %s; stopping without them",
+                timeout,
+                ", ".join(stuck) if stuck else "the scheduler's shutdown",
+            )
+        with self._lock:
+            was_leader = self._leader
+            self._step_down(None)
         if was_leader:
             try:
                 with session_scope(self.sessions) as session:
-                    release_lease(session, self.name, self.holder)
+                    release_lease(
+                        session, self.name, self.holder, lock_wait=timedelta(seconds=timeout)
+                    )
             except SQLAlchemyError as exc:
-                self._failed("release_lease", exc)
+                self._failed("release_lease", exc)  # it expires after lease_ttl_s instead
 
     def run_once(self, now: datetime | None = None) -> RunResult:
         """Run generate, service dates and overdue once, each in its own transaction."""
@@ -254,15 +311,41 @@ class MaintenanceService:
             return PlanSet()
         return load_plans(self.plans_path, self.catalogue)
 
+    @contextlib.contextmanager
+    def _job(self, job: str) -> Iterator[None]:
+        """Mark a job as running, for ``stop()`` to wait for and ``status()`` to show."""
+        token = next(self._job_tokens)
+        with self._jobs_done:
+            self._running[token] = (job, time.monotonic())
+        try:
+            yield
+        finally:
+            with self._jobs_done:
+                del self._running[token]
+                self._jobs_done.notify_all()
+
+    def _current(self, scheduler: BackgroundScheduler) -> bool:
+        """True while ``scheduler`` is the one running: not stopped (nor replaced) since."""
+        return self._scheduler is scheduler
+
     def _lease_tick(self) -> None:
         scheduler = self._scheduler
         if scheduler is None:
             return
+        with self._job("lease"):
+            self._renew_lease(scheduler)
+
+    def _renew_lease(self, scheduler: BackgroundScheduler) -> None:
         now = self.clock()
         ttl = timedelta(seconds=self.config.lease_ttl_s)
         try:
             with session_scope(self.sessions) as session:
                 held = acquire_lease(session, self.name, self.holder, now, ttl)
+                if not self._current(scheduler):
+                    # stopped while this tick waited for the database: take no lease after
+                    # stop() released it
+                    session.rollback()
+                    return
         except SQLAlchemyError as exc:
             self._failed("lease", exc)
             held = False
@@ -273,10 +356,13 @@ class MaintenanceService:
             self._step_down(scheduler)
 
     def _become_leader(self, scheduler: BackgroundScheduler) -> None:
-        log.info("maintenance: %s is the scheduler leader", self.holder)
-        with _LEADERS_LOCK:
-            _LEADERS[self.name] = self
-        self._leader = True
+        with self._lock:  # stop() reads and clears the leadership under the same lock
+            if not self._current(scheduler):
+                return
+            log.info("maintenance: %s is the scheduler leader", self.holder)
+            with _LEADERS_LOCK:
+                _LEADERS[self.name] = self
+            self._leader = True
         try:
             self._attach_jobs(scheduler)
         except SQLAlchemyError as exc:
@@ -290,7 +376,8 @@ class MaintenanceService:
     def _catch_up(self) -> None:
         if not self._leader:
             return
-        caught_up = self.run_once()
+        with self._job("catch_up"):
+            caught_up = self.run_once()
         log.info(
             "maintenance catch-up: %d tasks, %d service tasks, %d overdue",
             caught_up.created,
@@ -321,14 +408,16 @@ class MaintenanceService:
                 replace_existing=True,
             )
 
-    def _step_down(self, scheduler: BackgroundScheduler) -> None:
+    def _step_down(self, scheduler: BackgroundScheduler | None) -> None:
+        """Stop leading; detach the job store from ``scheduler`` unless it is being shut down."""
         with _LEADERS_LOCK:
             if _LEADERS.get(self.name) is self:
                 del _LEADERS[self.name]
         if self._leader:
             self._leader = False
-            with contextlib.suppress(KeyError):
-                scheduler.remove_jobstore(DB_STORE, shutdown=False)
+            if scheduler is not None:
+                with contextlib.suppress(KeyError):
+                    scheduler.remove_jobstore(DB_STORE, shutdown=False)
 
     def _run(self, job: str, now: datetime, result: RunResult) -> None:
         self._count(f"runs.{job}")
@@ -381,7 +470,8 @@ def run_job(name: str, job: str) -> None:
     if service is None:
         log.warning("maintenance job %s fired with no leading %s service here; skipped", job, name)
         return
-    service._run(job, service.clock(), RunResult())
+    with service._job(job):
+        service._run(job, service.clock(), RunResult())
 
 
 class _SharedEngineJobStore(SQLAlchemyJobStore):

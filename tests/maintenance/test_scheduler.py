@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, func, select, text
+from sqlalchemy import Engine, func, select, text, update
 from sqlalchemy.orm import Session
 
 from core.db import session_factory
@@ -55,6 +58,24 @@ def wait_for(condition: Callable[[], bool], timeout: float = 20) -> None:
         time.sleep(0.05)
 
 
+def caught_up(svc: MaintenanceService) -> bool:
+    """Leading, and the catch-up on becoming leader has run to its end."""
+    status = svc.status()
+    return (
+        svc.is_leader
+        and status["counts"].get("runs.overdue", 0) >= 1
+        and "catch_up" not in status["jobs_running"]
+    )
+
+
+@contextmanager
+def lease_locked(engine: Engine) -> Iterator[None]:
+    """Hold a write lock on the lease row (on SQLite: on the database) until the block ends."""
+    with engine.begin() as c:
+        c.execute(update(MaintenanceLease).values(holder=MaintenanceLease.holder))
+        yield
+
+
 def lane_days(engine: Engine) -> list[datetime]:
     with Session(engine) as session:
         return list(
@@ -71,8 +92,7 @@ def test_start_catches_up_missed_days_and_persists_jobs(engine: Engine) -> None:
     svc = service(engine, at(2026, 11, 29, 1))  # back two days later
     svc.start()
     try:
-        wait_for(lambda: len(lane_days(engine)) == 4)
-        wait_for(lambda: svc.status()["counts"].get("runs.overdue", 0) >= 1)
+        wait_for(lambda: caught_up(svc))  # not just begun: "runs.*" count a run as it starts
         assert svc.is_leader
         assert lane_days(engine) == [at(2026, 11, d) for d in (26, 27, 28, 29)]
         with engine.connect() as c:
@@ -97,8 +117,7 @@ def test_start_catches_up_missed_days_and_persists_jobs(engine: Engine) -> None:
     again = service(engine, at(2026, 11, 29, 1, 30))
     again.start()
     try:
-        wait_for(lambda: again.is_leader)
-        wait_for(lambda: again.status()["counts"].get("runs.overdue", 0) >= 1)
+        wait_for(lambda: caught_up(again))
         assert len(lane_days(engine)) == 4
     finally:
         again.stop()
@@ -123,6 +142,54 @@ def test_two_instances_one_leader_and_takeover(engine: Engine) -> None:
     finally:
         first.stop()
         second.stop()
+
+
+def test_stop_is_bounded_while_a_job_is_stuck_on_a_database_lock(engine: Engine) -> None:
+    svc = service(engine, at(2026, 11, 27, 8), config=replace(FAST, stop_timeout_s=0.5))
+    svc.start()
+    try:
+        wait_for(lambda: caught_up(svc))
+        with lease_locked(engine):
+            wait_for(lambda: svc.status()["jobs_running"].get("lease", 0) > 1)  # stuck
+            started = time.monotonic()
+            svc.stop()
+            took = time.monotonic() - started
+    finally:
+        svc.stop()
+    assert took < 2 * 0.5 + 2  # the job and the lease release waited for 0.5 s each
+    counts = svc.status()["counts"]
+    assert counts["stop_timeouts"] == 1
+    assert counts["failures.release_lease"] == 1  # still locked: the lease expires instead
+    assert not svc.is_leader
+    wait_for(lambda: not svc.status()["jobs_running"])  # the lock is gone: the tick ends
+    with Session(engine) as session:
+        lease = session.scalars(select(MaintenanceLease)).one()
+        assert lease.holder == svc.holder  # not taken again by the tick that was stuck
+        assert lease.expires_at <= at(2026, 11, 27, 8) + timedelta(seconds=FAST.lease_ttl_s)
+
+
+def test_stop_gives_up_on_a_stuck_job_and_still_releases_the_lease(engine: Engine) -> None:
+    svc = service(engine, at(2026, 11, 27, 8), config=replace(FAST, stop_timeout_s=2))
+    svc.start()
+    stopping = threading.Thread(target=svc.stop, name="test-stop")
+    try:
+        wait_for(lambda: caught_up(svc))
+        with lease_locked(engine):
+            wait_for(lambda: svc.status()["jobs_running"].get("lease", 0) > 1)  # stuck
+            started = time.monotonic()
+            stopping.start()
+            wait_for(lambda: svc.status()["counts"].get("stop_timeouts") == 1)
+        stopping.join(timeout=20)  # the lock is gone within stop()'s wait for the database
+        took = time.monotonic() - started
+        assert not stopping.is_alive()
+    finally:
+        svc.stop()
+    assert took < 2 * 2 + 2
+    assert not svc.is_leader
+    assert "failures.release_lease" not in svc.status()["counts"]
+    wait_for(lambda: not svc.status()["jobs_running"])
+    with Session(engine) as session:
+        assert session.scalars(select(MaintenanceLease)).all() == []  # released, not retaken
 
 
 def test_lease_expiry_and_renewal(engine: Engine) -> None:
