@@ -94,11 +94,9 @@ class Standing:
 
     @property
     def since_ms(self) -> int | None:
-        """The longest-standing of its reasons began then."""
-        starts = [r.since_ms for r in self.reasons]
-        if any(s is None for s in starts):
-            return None
-        return min((s for s in starts if s is not None), default=None)
+        """When the longest-standing of its reasons began (they are sorted so, an unknown
+        beginning first)."""
+        return self.reasons[0].since_ms if self.reasons else None
 
 
 @dataclass(slots=True)

@@ -3,6 +3,7 @@ independently of the code (device-minutes as plain arithmetic), on SQLite and Po
 
 from __future__ import annotations
 
+import random
 from datetime import date
 from fractions import Fraction
 
@@ -11,8 +12,9 @@ from sqlalchemy import Engine, update
 
 from compliance.conditions import catch_up_events
 from compliance.history import period_figure
-from compliance.intactness import current_figure
+from compliance.intactness import current_figure, figure_at
 from compliance.out_of_service import put_back, take_out
+from compliance.timeline import gather
 from core.catalogue import load_catalogue
 from core.db import SessionFactory
 from core.models_maintenance import InspectionTask
@@ -206,3 +208,31 @@ def test_a_period_must_make_sense(sessions: SessionFactory) -> None:
             period_figure(s, CAT, MAY, JUNE, MAY + DAY, HOUR)
         with pytest.raises(ValueError, match="step"):
             period_figure(s, CAT, MAY, JUNE, JUNE, MIN // 60)
+
+
+def test_the_figure_now_is_the_record_read_at_now(engine: Engine, sessions: SessionFactory) -> None:
+    """The figure now (presence from device state) and the record read at the same instant
+    (presence from its history) agree, for random presence histories of every kind."""
+    rng = random.Random(7)
+    devices = {f"r{i:02d}": rng.choice(["smoke_detector", "extinguisher"]) for i in range(40)}
+    b.make_park(engine, devices, online_from=None)
+    now = MAY + 10 * DAY
+    for device in devices:
+        ts = MAY
+        changes = []
+        for _ in range(rng.randint(0, 5)):
+            ts += rng.randint(MIN, 2 * DAY)
+            changes.append((ts, rng.choice(["online", "offline", "unknown"]), "message"))
+        # some end just before now, inside one heartbeat window of the smoke detectors
+        if rng.random() < 0.3:
+            changes += [(now - 2 * HOUR, "online", "message"), (now - 2 * MIN, "unknown", "x")]
+        changes = [c for i, c in enumerate(changes) if i == 0 or c[1] != changes[i - 1][1]]
+        if changes:
+            b.presence(engine, device, sorted(changes))
+    with sessions() as s:
+        live = current_figure(s, CAT, now, record_first=False)
+        read = figure_at(gather(s, CAT, now, now + 1, now), now)
+    assert [(x.device.id, x.reasons) for x in live.non_intact] == [
+        (x.device.id, x.reasons) for x in read.non_intact
+    ]
+    assert 0 < live.overall.intact < live.overall.in_scope == 40
