@@ -15,8 +15,10 @@ Wiring (``parkguard serve``), after the rules service has started::
 Alerts come from the rules service's bus (``Bus[AlertChange]``, in commit order) through a
 queue to one worker thread, which starts the plans an alert triggers (``raised``, or a
 severity upgrade) and attaches later alerts to the open incident. Nothing is missed across a
-restart: the last alert-journal id handled is stored with each activation, and ``start``
-first handles what was journaled after it (on the very first start: the alerts open now).
+restart: the last alert-journal id handled is stored every few seconds and at ``stop``, and
+``start`` first replays what was journaled after it (on the very first start: the alerts open
+now). Replays are harmless, since an alert joins an incident of a plan only once. Run one
+incident service per database.
 
 A ticker thread marks pending steps past their deadline as overdue (deadlines are stored
 absolute, so a restart changes nothing), journaled and notified once, like an escalation.
@@ -186,7 +188,10 @@ class IncidentService:
     def wait_idle(self, timeout: float = 10.0) -> bool:
         """Block until every alert change received so far is handled (tests)."""
         deadline = time.monotonic() + timeout
-        while self._subscription is not None and self._subscription.queue.unfinished_tasks:
+        subscription = self._subscription
+        while subscription is not None and (
+            subscription.queue.unfinished_tasks > subscription.dropped
+        ):
             if time.monotonic() > deadline:
                 return False
             time.sleep(0.01)
@@ -211,23 +216,34 @@ class IncidentService:
         if mark is None:  # the first start on this database: what is open now
             head = self.store.alert_journal_head()
             for alert in self.store.open_trigger_alerts(rules):
-                self._activate(alert, self.clock(), None)
+                self._activate(alert, self.clock(), retry=False)
             self.store.set_watermark(head)
             self._handled = self._marked = head
             return
         self._handled = self._marked = mark
+        self._replay(mark)
+
+    def _replay(self, after: int, retry: bool = False) -> None:
+        """Handle the journaled alert transitions after ``after`` that may start a plan."""
+        rules = sorted(self.plans.trigger_rules)
         while True:
-            missed = self.store.missed_alert_changes(mark, rules, CATCH_UP_PAGE)
+            missed = self.store.missed_alert_changes(after, rules, CATCH_UP_PAGE)
             for seq, at_ms, alert in missed:
-                self._activate(alert, at_ms, seq)
+                self._activate(alert, at_ms, retry=retry)
+                self._handled = max(self._handled, seq)
             if len(missed) < CATCH_UP_PAGE:
                 return
-            mark = missed[-1][0]
+            after = missed[-1][0]
 
     def _work(self) -> None:
         subscription = self._subscription
+        dropped = 0
         while subscription is not None:
             change = subscription.get(0.2)
+            if subscription.dropped != dropped:  # the queue overflowed: read the journal
+                dropped = subscription.dropped
+                self._hold_mark = True
+                self._recover()
             if change is None:
                 if self._stopping.is_set():
                     return
@@ -242,24 +258,35 @@ class IncidentService:
             finally:
                 subscription.queue.task_done()
 
+    def _recover(self) -> None:
+        try:
+            self._replay(self._marked, retry=True)
+        except SQLAlchemyError:
+            self.stats.db_errors += 1
+            log.exception("replaying dropped alert changes failed; the next start will")
+
     def _on_alert(self, change: AlertChange) -> None:
         self.stats.alert_changes += 1
         if change.seq is None:
             return  # a repeat: nothing new to start
         if change.action in TRIGGER_ACTIONS:
-            self._activate(change.alert, change.at_ms, change.seq)
+            self._activate(change.alert, change.at_ms, retry=True)
         self._handled = max(self._handled, change.seq)
 
-    def _activate(self, alert: dict[str, Any], at_ms: int, seq: int | None) -> None:
+    def _activate(self, alert: dict[str, Any], at_ms: int, retry: bool) -> None:
+        """Start the plans an alert triggers. Live, a database error is retried until it
+        succeeds (or the service stops); at start-up it stops the start."""
         if not self.plans.for_alert(str(alert["rule"]), str(alert["severity"])):
             return
         delay = 0.2
         for attempt in itertools.count(1):
             try:
                 drill = self.store.is_drill(alert, self._events_of(str(alert["rule"])))
-                touched = self.store.activate_for_alert(alert, at_ms, seq, drill)
+                touched = self.store.activate_for_alert(alert, at_ms, drill)
             except SQLAlchemyError:
                 self.stats.db_errors += 1
+                if not retry:
+                    raise
                 log.exception("starting plans for alert %s failed; retrying", alert.get("id"))
                 if self._stopping.is_set() and attempt >= STOP_ATTEMPTS:
                     self.stats.lost_on_stop += 1

@@ -344,17 +344,16 @@ class IncidentStore:
         return self.get(int(self._transaction(work)))
 
     def activate_for_alert(
-        self, alert: dict[str, Any], at_ms: int, seq: int | None, drill: bool = False
+        self, alert: dict[str, Any], at_ms: int, drill: bool = False
     ) -> list[int]:
-        """Start (or join) every plan this alert triggers; the incidents' ids. An alert
-        attaches to an incident of a plan once: handling it again changes nothing."""
+        """Start (or join) every plan this alert triggers, as of ``at_ms``; the incidents'
+        ids. An alert attaches to an incident of a plan once: handling it again (a replay
+        after a restart) changes nothing."""
         plans = self.plans.for_alert(str(alert["rule"]), str(alert["severity"]))
         if not plans:
             return []
 
         def work(session: Session, tx: _Tx) -> list[int]:
-            if seq is not None:
-                self._advance_mark(session, seq)
             place = self._place_of_alert(session, alert)
             touched: list[int] = []
             for plan in plans:
@@ -480,8 +479,8 @@ class IncidentStore:
             first_seen_ms=int(alert.get("first_seen_ms") or tx.now_ms),
             attached_ms=tx.now_ms,
         )
-        done = session.execute(insert.on_conflict_do_nothing())
-        return bool(getattr(done, "rowcount", 0))
+        added = insert.on_conflict_do_nothing().returning(IncidentAlert.alert_id)
+        return session.execute(added).scalar() is not None
 
     def _place(self, session: Session, zone_id: str | None, site_id: str | None) -> Place:
         if zone_id is not None:

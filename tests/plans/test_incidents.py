@@ -94,7 +94,7 @@ def raise_alert(
 
 
 def activate(incidents: IncidentStore, change: AlertChange, drill: bool = False) -> list[int]:
-    return incidents.activate_for_alert(change.alert, change.at_ms, change.seq, drill)
+    return incidents.activate_for_alert(change.alert, change.at_ms, drill)
 
 
 # ---- activation -----------------------------------------------------------------------------
