@@ -169,6 +169,7 @@ class DeadLetter(Base):
 
 from core import (  # noqa: E402,F401
     models_alerts,
+    models_auth,
     models_compliance,
     models_incidents,
     models_maintenance,
