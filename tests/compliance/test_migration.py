@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import Engine, MetaData, select
+from sqlalchemy import Engine, MetaData, inspect, select
 
+from core.db import alembic_config, upgrade
 from core.models import Base
 from core.models_compliance import ComplianceMark
 
@@ -28,6 +30,15 @@ def test_migration_matches_the_models(engine: Engine) -> None:
 
 
 def test_the_condition_mark_starts_at_zero(engine: Engine) -> None:
+    with engine.connect() as connection:
+        assert connection.execute(select(ComplianceMark.value)).all() == [(0,)]
+
+
+def test_the_branch_goes_down_and_up_again(db_url: str, engine: Engine) -> None:
+    command.downgrade(alembic_config(db_url), "compliance@0001_foundation")
+    assert not TABLES & set(inspect(engine).get_table_names())
+    upgrade(db_url)
+    assert set(inspect(engine).get_table_names()) >= TABLES
     with engine.connect() as connection:
         assert connection.execute(select(ComplianceMark.value)).all() == [(0,)]
 
