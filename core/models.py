@@ -174,4 +174,5 @@ from core import (  # noqa: E402,F401
     models_incidents,
     models_maintenance,
     models_spool,
+    models_training,
 )
