@@ -89,6 +89,14 @@ def _discharged_then_inspected(engine: Engine, sessions: SessionFactory) -> None
         b.task(s, DEV, due=JUNE + DAY, created=MAY, completed=T2, result="pass")
 
 
+def _leak_then_inspected(engine: Engine, sessions: SessionFactory) -> None:
+    _events((T1, "leak"))(engine, sessions)
+    with sessions.begin() as s:
+        b.task(s, DEV, due=JUNE + DAY, created=MAY, completed=T1 - HOUR, result="pass")  # before
+        b.task(s, DEV, due=JUNE + DAY, created=MAY, completed=T1 + HOUR, result="fail")  # failed
+        b.task(s, DEV, due=JUNE + 2 * DAY, created=MAY, completed=T2, result="pass")
+
+
 def _hydrant_tamper_then_fixed(engine: Engine, sessions: SessionFactory) -> None:
     _events((T1, "tamper"))(engine, sessions)
     with sessions.begin() as s:
@@ -191,6 +199,25 @@ CASES = [
         _maintenance(lambda s: b.task(s, DEV, due=T1, completed=T2, kind="service")),
         [(T1, T2)],
     ),
+    Case(
+        "scrap overdue",
+        "extinguisher",
+        _maintenance(lambda s: b.task(s, DEV, due=T1, completed=T2, kind="scrap")),
+        [(T1, T2)],
+    ),
+    Case(
+        "panel supervisory signal",
+        "fire_alarm_panel",
+        _events((T1, "supervisory"), (T2, "supervisory_cleared")),
+        [(T1, T2)],
+    ),
+    Case(
+        "panel points disabled, by value",
+        "fire_alarm_panel",
+        _values((T1, "disabled_points", 3.0), (T2, "disabled_points", 0.0)),
+        [(T1, T2)],
+    ),
+    Case("hydrant leak, until inspected", "hydrant_pressure", _leak_then_inspected, [(T1, T2)]),
     Case(
         "inspection failed until fixed",
         "smoke_detector",
