@@ -1,6 +1,6 @@
-"""``/api/v1/plans`` and ``/api/v1/incidents`` through the whole app (TestClient) on SQLite and
-PostgreSQL with the demo park's plans, bad and hostile inputs, and the SSE stream through a
-real uvicorn server."""
+"""``/api/v1/plans`` and ``/api/v1/incidents`` through FastAPI (TestClient on an app assembled
+here around the router, as the app serves it) on SQLite and PostgreSQL with the demo park's
+plans, bad and hostile inputs, and the SSE stream through a real uvicorn server."""
 
 from __future__ import annotations
 
@@ -13,13 +13,14 @@ from urllib.parse import quote
 
 import httpx
 import pytest
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
-from api.app import create_app
 from api.context import AppContext
+from api.routers.plans import router
 from core.catalogue import load_catalogue
 from core.db import make_engine, session_factory
 from core.ingest import IngestStatus
@@ -57,6 +58,13 @@ def context(url: str, service: IncidentService | None) -> AppContext:
     )
 
 
+def assemble(ctx: AppContext) -> FastAPI:
+    app = FastAPI()
+    app.state.ctx = ctx
+    app.include_router(router)
+    return app
+
+
 @pytest.fixture
 def park(db_url: str) -> tuple[str, str]:
     """(url, zone prefix) of a fresh small park, the only site of its database."""
@@ -78,7 +86,7 @@ def service(park: tuple[str, str], plans: PlanSet) -> Iterator[IncidentService]:
 @pytest.fixture
 def client(park: tuple[str, str], service: IncidentService) -> Iterator[TestClient]:
     ctx = context(park[0], service)
-    with TestClient(create_app(ctx)) as test_client:
+    with TestClient(assemble(ctx)) as test_client:
         yield test_client
     ctx.engine.dispose()
 
@@ -118,9 +126,15 @@ def test_the_plans(client: TestClient) -> None:
     assert client.get("/api/v1/plans/BAD%20ID").status_code == 422
 
 
+def test_the_app_serves_the_router() -> None:
+    from api.app import ROUTERS  # here: the other tests need only the router
+
+    assert router in ROUTERS
+
+
 def test_every_route_answers_503_without_the_service(park: tuple[str, str]) -> None:
     ctx = context(park[0], None)
-    with TestClient(create_app(ctx)) as bare:
+    with TestClient(assemble(ctx)) as bare:
         assert bare.get("/api/v1/plans").status_code == 503
         assert bare.get("/api/v1/incidents").status_code == 503
         assert bare.post(ACTIVATE.format("fire"), json={"reason": "x"}).status_code == 503
@@ -327,7 +341,7 @@ def test_the_stream_carries_incident_transitions_and_resumes(
     service = IncidentService(url, plans)
     service.start()
     ctx = context(url, service)
-    server = Server(create_app(ctx))
+    server = Server(assemble(ctx))
     try:
         before = service.bus.subscriber_count
 
