@@ -5,9 +5,11 @@
     parkguard simulate --list
 
 The broker is ``--broker mqtt://host:port``, else ``PARKGUARD_MQTT_URL``, else the embedded
-demo broker's address (mqtt://127.0.0.1:1883). ``--rate`` turns the fleet into a load
-generator: the devices send telemetry at that total rate over a few shared connections, and the
-scenario's steps go out between those messages. See simulators/scenario.py for the timing.
+demo broker's address (mqtt://127.0.0.1:1883). When a fleet of the site is already running
+there (``parkguard demo`` runs one), the scenario is handed to it instead of starting a second
+fleet (``--standalone`` to start one anyway). ``--rate`` turns the fleet into a load generator:
+the devices send telemetry at that total rate over a few shared connections, and the scenario's
+steps go out between those messages. See simulators/scenario.py for the timing.
 """
 
 from __future__ import annotations
@@ -71,6 +73,12 @@ def add_parser(sub: Any) -> None:
     )
     p.add_argument("--clients", type=int, default=4, help="shared clients when multiplexed")
     p.add_argument("--protocol", choices=("3.1.1", "5"), default="3.1.1")
+    p.add_argument(
+        "--standalone",
+        action="store_true",
+        help="start a fleet of its own even when one of the site is already running (by "
+        "default the scenario is handed to that one, e.g. the demo's)",
+    )
     p.add_argument("--list", action="store_true", help="list the built-in scenarios and exit")
     p.set_defaults(run=run)
 
@@ -99,6 +107,10 @@ def run(args: argparse.Namespace) -> int:
     try:
         duration_s = parse_duration(args.duration) if args.duration else None
         scenario = load_scenario(args.scenario)
+        if not (args.standalone or args.rate or args.devices or args.duration):
+            handed = _hand_over(args, Path(site), broker, scenario.name)
+            if handed is not None:
+                return handed
         fleet = Fleet.from_site(
             site,
             broker,
@@ -148,6 +160,32 @@ def run(args: argparse.Namespace) -> int:
         fleet.stop()
     _summary(fleet, playback, load if args.rate else None, time.monotonic() - started)
     return 130 if stop.is_set() else 0
+
+
+def _hand_over(args: argparse.Namespace, site: Path, broker: str, name: str) -> int | None:
+    """Give the scenario to a fleet of this site that is already running (the demo's), if
+    there is one; None when there is not."""
+    from simulators.control import Request, fleet_running, hand_over
+    from simulators.fleet import read_site
+    from simulators.scenario import list_scenarios
+    from simulators.transport import Broker
+
+    address = Broker.from_url(broker, args.protocol)
+    site_id = read_site(site).site_id
+    if not fleet_running(address, site_id):
+        return None
+    if name not in list_scenarios() or Path(args.scenario).suffix:
+        return _fail(
+            f"a fleet of {site_id} is already running at {address.display()} and takes only "
+            "built-in scenarios; use --standalone to start a second fleet beside it",
+            2,
+        )
+    hand_over(address, site_id, Request(scenario=name, speed=args.speed, drill=args.drill or None))
+    sys.stdout.write(
+        f"handed {name}{' (drill)' if args.drill else ''} to the fleet of {site_id} already "
+        f"running at {address.display()}\n"
+    )
+    return 0
 
 
 def _check_numbers(args: argparse.Namespace) -> str | None:

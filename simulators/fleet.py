@@ -31,11 +31,20 @@ from typing import Any
 
 import yaml
 
+from core.contract import now_ms
 from simulators.behaviours import BEHAVIOURS, JITTER
+from simulators.control import fleet_topic, parse_request, play_topic
 from simulators.devices import Outgoing, Ramp, SimClock, SimDevice
 from simulators.durations import show
 from simulators.faults import Fault, build
-from simulators.scenario import ResolvedStep, Scenario, resolve
+from simulators.scenario import (
+    ResolvedStep,
+    Scenario,
+    ScenarioError,
+    list_scenarios,
+    load_scenario,
+    resolve,
+)
 from simulators.transport import PER_DEVICE_MAX, Broker, Connection, Link, Loop, Protocol
 
 log = logging.getLogger(__name__)
@@ -185,8 +194,10 @@ class Fleet:
         qos: int = 1,
         background: bool = True,
         protocol: Protocol = "3.1.1",
+        control: bool = False,
     ) -> None:
         self.devices = {d.device_id: d for d in devices}
+        self.site = next(iter(self.devices.values())).site if self.devices else "none"
         self.broker = broker if isinstance(broker, Broker) else Broker.from_url(broker, protocol)
         if connection == "auto":
             connection = "per_device" if len(self.devices) <= PER_DEVICE_MAX else "multiplexed"
@@ -196,6 +207,9 @@ class Fleet:
         self.speed = speed
         self.qos = qos
         self.background = background
+        self.control = control
+        """Take play requests from other processes (control.py)."""
+        self.control_rejected = 0
         self.tag = uuid.uuid4().hex[:6]
         self.ready = threading.Event()
         self.errors = 0
@@ -211,6 +225,7 @@ class Fleet:
         self._dropped: set[str] = set()
         self._links: list[Link] = []
         self._link_of: dict[str, Link] = {}
+        self._control_link: Link | None = None
         self._loop: Loop | None = None
         self._thread: threading.Thread | None = None
         self._stopping = False
@@ -359,7 +374,19 @@ class Fleet:
         return done or now >= self._closed_by
 
     def _make_links(self, loop: Loop) -> None:
-        site = next(iter(self.devices.values())).site if self.devices else "none"
+        site = self.site
+        if self.control:
+            self._control_link = Link(
+                loop,
+                f"sim-{self.tag}-control",
+                self.broker,
+                [],
+                lambda: self._presence(False),
+                self._on_control_up,
+                inflight=20,
+                on_message=self._on_control,
+            )
+            self._links.append(self._control_link)
         if self.connection == "per_device":
             for device in self.devices.values():
                 link = Link(
@@ -432,6 +459,28 @@ class Fleet:
                 self._plan_report(device, self._rng.uniform(0, min(STARTUP_SPREAD_S, period)))
             elif device.ramps or device.faults:
                 self._plan_report(device, 0.0)
+
+    def _presence(self, online: bool) -> Outgoing:
+        return Outgoing(fleet_topic(self.site), "status", now_ms(), online=online, retain=True)
+
+    def _on_control_up(self, link: Link) -> None:
+        link.client.subscribe(play_topic(self.site), qos=1)
+        link.publish(self._presence(True), 1)
+
+    def _on_control(self, _topic: str, payload: bytes) -> None:
+        """(fleet thread) A play request from another process."""
+        try:
+            request = parse_request(payload)
+            if request.reset:
+                self._reset()
+            if request.scenario is not None:
+                if request.scenario not in list_scenarios():
+                    raise ScenarioError([f"{request.scenario!r} is not a built-in scenario"])
+                scenario = load_scenario(request.scenario)
+                self.play(scenario, speed=request.speed, drill=request.drill)
+        except (ValueError, ScenarioError) as exc:  # ScenarioError is a ValueError too
+            self.control_rejected += 1
+            log.warning("simulated fleet: refused a play request: %s", exc)
 
     def _plan_report(self, device: SimDevice, delay_s: float) -> None:
         generation = self._generation[device.device_id] = self._generation[device.device_id] + 1
@@ -533,6 +582,8 @@ class Fleet:
                     if device_id not in self._dropped:
                         link.publish(self.devices[device_id].status(False), self.qos)
                         self.by_channel["status"] += 1
+                if link is self._control_link:
+                    link.publish(self._presence(False), 1)
         self._disconnect_at = time.monotonic() + (FLUSH_WAIT_S if graceful else 0.0)
 
     def _close_sockets(self) -> None:
@@ -643,15 +694,17 @@ def start_fleet(
     connection: Connection = "auto",
     protocol: Protocol = "3.1.1",
     drill: bool | None = None,
+    control: bool = True,
 ) -> tuple[Fleet, Playback | None]:
     """Start a site's whole fleet and play a scenario (by default a normal day) into it.
 
     Returns at once with the running fleet and the playback; trigger more scenarios with
-    ``fleet.play(load_scenario(name))`` and end with ``fleet.stop()``. Raises SiteReadError
-    or ScenarioError before anything starts."""
-    from simulators.scenario import load_scenario
-
-    fleet = Fleet.from_site(site, broker, speed=speed, connection=connection, protocol=protocol)
+    ``fleet.play(load_scenario(name))`` (or, from another process, ``parkguard simulate``:
+    ``control`` lets it hand scenarios over) and end with ``fleet.stop()``. Raises
+    SiteReadError or ScenarioError before anything starts."""
+    fleet = Fleet.from_site(
+        site, broker, speed=speed, connection=connection, protocol=protocol, control=control
+    )
     loaded = load_scenario(scenario) if scenario is not None else None
     playback = fleet.play(loaded, drill=drill) if loaded is not None else None
     fleet.start()

@@ -97,6 +97,7 @@ class Link:
         will: Callable[[], Outgoing] | None,
         on_up: Callable[[Link], None],
         inflight: int,
+        on_message: Callable[[str, bytes], None] | None = None,
     ) -> None:
         self.loop = loop
         self.client_id = client_id
@@ -126,6 +127,8 @@ class Link:
         if broker.tls:
             client.tls_set(cert_reqs=ssl.CERT_REQUIRED)
         client.on_connect = self._on_connect
+        if on_message is not None:
+            client.on_message = lambda _c, _u, msg: on_message(msg.topic, bytes(msg.payload))
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
         client.on_socket_open = lambda _c, _u, sock: loop.watch(sock, self)
