@@ -206,8 +206,7 @@ def test_silence_sends_nothing_and_leaves_no_will(sim_broker: tuple[str, int]) -
 def test_battery_low_reads_low_and_says_so_once(sim_broker: tuple[str, int]) -> None:
     panel = "A1-ELEC-FAP001"
     with fleet_of(sim_broker, SMOKE, panel) as (fleet, observer):
-        start = now_ms()
-        fleet.play(fault([SMOKE, panel], {"mode": "battery_low", "level": 9}))
+        start = apply(fleet, fault([SMOKE, panel], {"mode": "battery_low", "level": 9}))
         got = [s.decoded() for s in telemetry_after(observer, SMOKE, start, 3)]
         panel_got = [s.decoded() for s in telemetry_after(observer, panel, start, 1)]
         events = [s.decoded() for s in observer.of(SMOKE, "event")]
