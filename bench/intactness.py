@@ -418,11 +418,12 @@ def timed(label: str, repeat: int, work: Any) -> Any:
 
 
 def _client(engine: Engine, url: str, catalogue: Any) -> Any:
+    from fastapi import FastAPI
     from fastapi.testclient import TestClient
     from prometheus_client import CollectorRegistry
 
-    from api.app import create_app
     from api.context import AppContext
+    from api.routers.intactness import router
     from core.ingest import IngestStatus
     from core.readings import SqlReadingsStore
     from core.settings import Settings
@@ -437,7 +438,10 @@ def _client(engine: Engine, url: str, catalogue: Any) -> Any:
         ingest_status=lambda: status,
         registry=CollectorRegistry(),
     )
-    return TestClient(create_app(ctx))
+    app = FastAPI()  # the router as the app serves it, without signing in
+    app.state.ctx = ctx
+    app.include_router(router)
+    return TestClient(app)
 
 
 def _ok(response: Any) -> Any:
@@ -485,7 +489,7 @@ def main() -> None:
         with sessions() as s:
             return period_figure(s, catalogue, MAY, JUNE, NOW, HOUR, scrap_date=register_scrap_date)
 
-    history = timed("May's time-weighted figure, hourly series", args.repeat, month)
+    history = timed("last month's time-weighted figure, hourly series", args.repeat, month)
     client = _client(engine, url, catalogue)
     timed(
         "GET /api/v1/intactness?limit=100",
@@ -509,7 +513,7 @@ def main() -> None:
         f"= {figure.overall.percent} %, {len(figure.out_of_service)} out of service"
     )
     print(
-        f"  May: {history.overall.percent} % time-weighted, "
+        f"  last month: {history.overall.percent} % time-weighted, "
         f"online rate {history.online.percent} %, {history.restored} outages restored (mean "
         f"{(history.mean_time_to_restore_ms or 0) / MIN:.1f} min), {history.not_restored} not"
     )

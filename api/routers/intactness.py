@@ -1,9 +1,9 @@
 """``/api/v1/intactness``: the intactness figure (clause 5.5.4: 100 % of fire facilities in use
 intact) now, over a period, and for one device; and taking a device out of service and back.
 
-The definition is compliance.intactness's (README, "Intactness"). Until sign-in exists, the
-acting user is the optional ``X-ParkGuard-User`` header (default ``operator``), recorded with
-each out-of-service record.
+The definition is compliance.intactness's (README, "Intactness"). The acting user recorded with
+each out-of-service record is the signed-in caller; where sign-in is not in force, the optional
+``X-ParkGuard-User`` header (default ``operator``).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import re
 from datetime import date
 from typing import Annotated, Any, Literal, NoReturn
 
-from fastapi import APIRouter, Depends, Header, HTTPException, Query
+from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import NOT_FOUND, CtxDep, DeviceDep, SessionDep
@@ -451,15 +451,20 @@ class PutBackBody(_Body):
 
 
 def get_user(
+    request: Request,
     user: Annotated[
         str | None,
         Header(
             alias=USER_HEADER,
-            description="The acting user until sign-in exists: 1-64 of A-Z a-z 0-9 _ . @ -; "
-            f"default {DEFAULT_USER!r}.",
+            description="The acting user where sign-in is not in force: 1-64 of A-Z a-z 0-9 "
+            f"_ . @ -; default {DEFAULT_USER!r}. Ignored for a signed-in caller.",
         ),
     ] = None,
 ) -> str:
+    """The signed-in caller (set on the request by the app's sign-in check), else the header."""
+    signed_in = getattr(getattr(request.state, "user", None), "username", None)
+    if isinstance(signed_in, str) and signed_in:
+        return signed_in
     if user is None or user == "":
         return DEFAULT_USER
     if not _USER.match(user):

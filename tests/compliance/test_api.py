@@ -4,17 +4,20 @@ of service and back; every bad input is a 422 (or 404, 409) saying why, never a 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from types import SimpleNamespace
 from typing import Any
 from urllib.parse import quote
 
 import pytest
+from fastapi import FastAPI, Request
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Engine
 
-from api.app import create_app
+from api.app import ROUTERS
 from api.context import AppContext
+from api.routers.intactness import router
 from api.timefmt import to_rfc3339
 from core.contract import now_ms
 from tests.api.builders import FakeCollector, build_context
@@ -32,10 +35,40 @@ def ctx(db_url: str) -> Iterator[AppContext]:
     context.engine.dispose()
 
 
+def assemble(ctx: AppContext) -> FastAPI:
+    """The router as the app serves it, without the app's sign-in (tested in tests/auth)."""
+    app = FastAPI()
+    app.state.ctx = ctx
+    app.include_router(router)
+    return app
+
+
 @pytest.fixture
 def client(ctx: AppContext) -> Iterator[TestClient]:
-    with TestClient(create_app(ctx)) as test_client:
+    with TestClient(assemble(ctx)) as test_client:
         yield test_client
+
+
+def test_the_app_serves_the_router() -> None:
+    assert router in ROUTERS
+
+
+def test_a_signed_in_caller_is_the_acting_user(ctx: AppContext, park: Engine) -> None:
+    app = assemble(ctx)
+
+    @app.middleware("http")
+    async def signed_in(request: Request, call_next: Any) -> Any:
+        request.state.user = SimpleNamespace(username="li.na", role="maintenance")
+        return await call_next(request)
+
+    with TestClient(app) as client:
+        response = client.post(
+            "/api/v1/intactness/devices/sd1/out-of-service",
+            json={"reason": "relocated"},
+            headers={"X-ParkGuard-User": "someone.else"},
+        )
+    assert response.status_code == 201, response.text
+    assert response.json()["taken_by"] == "li.na"
 
 
 @pytest.fixture
