@@ -268,7 +268,11 @@ class IncidentService:
     def _on_alert(self, change: AlertChange) -> None:
         self.stats.alert_changes += 1
         if change.seq is None:
-            return  # a repeat: nothing new to start
+            # A repeat of an open alert: it starts nothing new, except real events under an
+            # alert a drill raised (a real fire in a zone whose drill alert is still open).
+            if change.action == "repeated" and change.alert["rule"] in self.plans.trigger_rules:
+                self._activate(change.alert, change.at_ms, retry=True)
+            return
         if change.action in TRIGGER_ACTIONS:
             self._activate(change.alert, change.at_ms, retry=True)
         self._handled = max(self._handled, change.seq)

@@ -347,9 +347,14 @@ class IncidentStore:
         self, alert: dict[str, Any], at_ms: int, drill: bool = False
     ) -> list[int]:
         """Start (or join) every plan this alert triggers, as of ``at_ms``; the incidents'
-        ids. An alert attaches to an incident of a plan once: handling it again (a replay
-        after a restart) changes nothing."""
+        ids. An alert joins a plan's incidents once as a drill and once for real: handling
+        it again (a repeat, a replay after a restart) changes nothing, and looks without
+        writing first."""
         plans = self.plans.for_alert(str(alert["rule"]), str(alert["severity"]))
+        if not plans:
+            return []
+        with self.reading() as session:
+            plans = [p for p in plans if not self._joined(session, alert, p, drill)]
         if not plans:
             return []
 
@@ -357,13 +362,7 @@ class IncidentStore:
             place = self._place_of_alert(session, alert)
             touched: list[int] = []
             for plan in plans:
-                known = session.scalar(
-                    select(IncidentAlert.incident_id)
-                    .join(Incident, Incident.id == IncidentAlert.incident_id)
-                    .where(IncidentAlert.alert_id == alert["id"], Incident.plan_id == plan.id)
-                    .limit(1)
-                )
-                if known is not None:
+                if self._joined(session, alert, plan, drill):
                     continue
                 incident, created = self._open(
                     session, tx, plan, place, drill, "alert", SYSTEM, None, at_ms, alert
@@ -374,6 +373,22 @@ class IncidentStore:
             return touched
 
         return list(self._transaction(work))
+
+    @staticmethod
+    def _joined(session: Session, alert: dict[str, Any], plan: Plan, drill: bool) -> bool:
+        """Whether the alert already joined an incident (open or closed) of the plan, of
+        this kind (drill or real)."""
+        known = session.scalar(
+            select(IncidentAlert.incident_id)
+            .join(Incident, Incident.id == IncidentAlert.incident_id)
+            .where(
+                IncidentAlert.alert_id == alert["id"],
+                Incident.plan_id == plan.id,
+                Incident.drill.is_(drill),
+            )
+            .limit(1)
+        )
+        return known is not None
 
     def _open(
         self,
@@ -733,9 +748,9 @@ class IncidentStore:
 
     def is_drill(self, alert: dict[str, Any], events: Sequence[str] = ()) -> bool:
         """Whether an alert came from a drill: it says so, or every device event behind it
-        (an event alert's event; a correlation's events in its window) is marked
-        ``{"drill": true}`` (a simulator scenario played with ``--drill``). One real event
-        makes it real."""
+        (an event alert's latest event; a correlation's events in the window before its
+        latest firing) is marked ``{"drill": true}`` (a simulator scenario played with
+        ``--drill``). One real event makes it real."""
         detail = alert.get("detail") or {}
         if detail.get("drill") is True:
             return True
@@ -749,7 +764,7 @@ class IncidentStore:
                     )
                 ).all()
             elif isinstance(detail.get("devices"), list) and detail["devices"]:
-                seen = int(alert.get("first_seen_ms") or 0)
+                seen = int(alert.get("last_seen_ms") or alert.get("first_seen_ms") or 0)
                 window = round(float(detail.get("window_s", 120)) * 1000)
                 names = set(events) | ({str(detail["event"])} if "event" in detail else set())
                 found = session.scalars(

@@ -454,3 +454,17 @@ def test_an_alert_from_drill_events_is_a_drill(
     assert incidents.is_drill(said.alert) is True
     gas = raise_alert(alerts, site, "gas", f"device:{p}env1", p + "w1", device=p + "env1", value=60)
     assert incidents.is_drill(gas.alert) is False  # no event behind it: real
+
+
+def test_an_alert_joins_a_drill_and_a_real_incident_once_each(
+    park: Park, stores: tuple[IncidentStore, AlertStore]
+) -> None:
+    _, site, p = park
+    incidents, alerts = stores
+    confirmed = raise_alert(alerts, site, "confirmed", f"zone:{p}w1", p + "w1")
+    (drill,) = activate(incidents, confirmed, drill=True)
+    assert activate(incidents, confirmed, drill=True) == []
+    (real,) = activate(incidents, confirmed, drill=False)  # real events under it later
+    assert real != drill and activate(incidents, confirmed, drill=False) == []
+    assert incidents.get(real)["drill"] is False and incidents.get(drill)["drill"] is True
+    assert incidents.get(real)["alerts"][0]["id"] == incidents.get(drill)["alerts"][0]["id"]
