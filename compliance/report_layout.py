@@ -110,8 +110,8 @@ T: dict[str, tuple[str, str]] = {
     "category": ("类别", "Category"),
     "building": ("建筑", "Building"),
     "outdoor": ("室外", "Outdoors"),
-    "scope_min": ("在用设备·分钟", "Device-minutes in use"),
-    "intact_min": ("完好设备·分钟", "Device-minutes intact"),
+    "scope_min": ("在用设备分钟数", "Device-minutes in use"),
+    "intact_min": ("完好设备分钟数", "Device-minutes intact"),
     "tw_pct": ("加权完好率", "Time-weighted %"),
     "end_in_scope": ("期末在用", "In use at end"),
     "end_intact": ("期末完好", "Intact at end"),
@@ -299,7 +299,7 @@ T: dict[str, tuple[str, str]] = {
     "definitions": ("说明", "Definitions"),
     "def_intact": (
         "完好：设备在线、无故障/拆动/移除/喷放/遮挡/屏蔽、读数在正常范围、未被搁置、"
-        "巡检未逾期、在使用年限内。按时间加权完好率 = 完好设备·分钟 ÷ 在用设备·分钟。",
+        "巡检未逾期、在使用年限内。按时间加权完好率 = 完好设备分钟数 ÷ 在用设备分钟数。",
         "Intact: online, no fault/tamper/removed/discharged/blocked/disabled condition, values "
         "in band, not shelved, no inspection overdue, within its service life. Time-weighted "
         "intactness = device-minutes intact ÷ device-minutes in use.",
