@@ -162,4 +162,4 @@ class MqttSource:
 
     def _on_message(self, _client: mqtt.Client, _userdata: object, msg: mqtt.MQTTMessage) -> None:
         topic = msg._topic.decode("utf-8", errors="replace")
-        self.inbox.put(Received(topic, bytes(msg.payload), msg.mid, msg.qos, now_ms()))
+        self.inbox.put(Received(topic, bytes(msg.payload), msg.mid, msg.qos, now_ms(), msg.retain))

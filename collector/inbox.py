@@ -21,6 +21,8 @@ class Received:
     mid: int
     qos: int
     received_ms: int
+    retained: bool = False
+    """Replayed from the broker's retained store on subscribing, not published just now."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,9 +1,10 @@
 """Live device state kept in memory by the writer and written back with each batch.
 
-Presence rules: any message makes a device online; a retained or last-will status says
-online/offline unless it is older than what the device has sent since; silence longer than
-the type's heartbeat window (counted from the later of its last message and the broker
-connection) makes it offline; losing the broker, or starting up, makes every device unknown.
+Presence rules: any message makes a device online; a live status or last will says
+online/offline; a retained status replayed on subscribing counts unless it is older than what
+the device has sent since; silence longer than the type's heartbeat window (counted from the
+later of its last message and the broker connection) makes it offline; losing the broker, or
+starting up, makes every device unknown.
 """
 
 from __future__ import annotations
@@ -112,11 +113,14 @@ class DeviceStates:
             elif name == "fault" and isinstance(value, bool):
                 state.fault = value
 
-    def status(self, message: Status, received_ms: int) -> None:
+    def status(self, message: Status, received_ms: int, retained: bool) -> None:
+        """A live status (a device's own word, or its last will published by the broker) is
+        current whatever its timestamp: a will carries the time the device connected. A
+        retained copy replayed on subscribing is current only if nothing newer was heard."""
         state = self.states[message.device_id]
-        if message.ts_ms < state.newest_ts_ms:
-            return  # a stale retained status says nothing about now
-        state.newest_ts_ms = message.ts_ms
+        if retained and message.ts_ms < state.newest_ts_ms:
+            return
+        state.newest_ts_ms = max(state.newest_ts_ms, message.ts_ms)
         if message.online:
             state.last_seen_ms = max(state.last_seen_ms or 0, received_ms)
             self.dirty.add(message.device_id)

@@ -110,7 +110,7 @@ class Writer:
                 batch.dead.append(_dead_letter(item, exc))
                 continue
             if isinstance(message, Status):
-                self.states.status(message, item.received_ms)
+                self.states.status(message, item.received_ms, item.retained)
                 continue
             identity = (message.device_id, message.ts_ms, message.seq)
             if identity in seen:

@@ -125,6 +125,7 @@ def run_server(settings: Settings, pick_free_ports: bool = False) -> int:
     from maintenance.errors import PlanError
     from parkguard.broker import pick_port
     from parkguard.runtime import Runtime
+    from rules.plans import PlanFileError
     from rules.spec import RuleFileError
 
     log = logging.getLogger("parkguard")
@@ -136,7 +137,7 @@ def run_server(settings: Settings, pick_free_ports: bool = False) -> int:
     runtime = Runtime(settings)
     try:
         app = runtime.start()
-    except (SiteError, RuleFileError, PlanError) as exc:
+    except (SiteError, RuleFileError, PlanFileError, PlanError) as exc:
         print(f"parkguard: {exc}", file=sys.stderr)  # noqa: T201
         runtime.stop()
         return 1

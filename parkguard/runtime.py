@@ -19,6 +19,8 @@ from core.readings import open_readings_store
 from core.settings import Settings
 from parkguard.broker import EmbeddedBroker
 from rules.fanout import MqttTarget
+from rules.incident_service import IncidentService
+from rules.plans import load_site_plans
 from rules.service import RulesService
 from rules.spec import load_site_rules
 
@@ -34,6 +36,7 @@ class Runtime:
     broker: EmbeddedBroker | None = None
     collector: Collector | None = None
     rules: RulesService | None = None
+    incidents: IncidentService | None = None
     app: FastAPI | None = None
     services: list[Any] = field(default_factory=list)
 
@@ -57,6 +60,8 @@ class Runtime:
         if self.rules is not None:
             ctx.extras["alerts"] = self.rules.store
             ctx.extras["rules"] = self.rules
+        if self.incidents is not None:
+            ctx.extras["incidents"] = self.incidents
         ctx.extras["maintenance"] = self._start_maintenance(sessions, collector)
         self.app = create_app(ctx)
         return self.app
@@ -79,6 +84,7 @@ class Runtime:
         self.services.append(readings)
         self.collector = Collector(self.settings, engine, readings, catalogue, address, metrics)
         self.rules = self._start_rules(address, catalogue)
+        self.incidents = self._start_incidents(address)
         if self.rules is not None:
             self.collector.add_listener(self.rules.on_batch)
         self.collector.start()
@@ -101,12 +107,27 @@ class Runtime:
             log.warning("no site folder: no rules, no alerts")
             return None
         rules = load_site_rules(self.settings.site, catalogue)
-        target = MqttTarget(
-            address.host, address.port, address.username, address.password, address.tls
+        service = RulesService(
+            self.settings.database_url, rules, mqtt=_mqtt_target(address), catalogue=catalogue
         )
-        service = RulesService(self.settings.database_url, rules, mqtt=target, catalogue=catalogue)
         service.start()
         self.services.append(service)
+        return service
+
+    def _start_incidents(self, address: BrokerAddress) -> IncidentService | None:
+        """Emergency plans of the site's plans/ folder; a bad plan file stops start-up."""
+        if self.rules is None or self.settings.site is None:
+            return None
+        plans = load_site_plans(self.settings.site, self.rules.rules.by_id)
+        service = IncidentService(
+            self.settings.database_url,
+            plans,
+            alerts=self.rules.bus,
+            rules=self.rules.rules,
+            mqtt=_mqtt_target(address),
+        )
+        service.start()
+        self.services.append(service)  # after rules, so it stops before them
         return service
 
     def _start_maintenance(self, sessions: SessionFactory, collector: Collector) -> Any:
@@ -132,6 +153,10 @@ class Runtime:
         # amqtt speaks MQTT 3.1.1 only
         self.settings = self.settings.model_copy(update={"mqtt_protocol": "3.1.1"})
         return BrokerAddress("127.0.0.1", port)
+
+
+def _mqtt_target(address: BrokerAddress) -> MqttTarget:
+    return MqttTarget(address.host, address.port, address.username, address.password, address.tls)
 
 
 def import_site_folder(engine: Engine, settings: Settings) -> None:

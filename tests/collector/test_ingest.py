@@ -9,7 +9,6 @@ import pytest
 
 from core.contract import (
     encode_event,
-    encode_status,
     encode_telemetry,
     now_ms,
     topic_for,
@@ -94,38 +93,6 @@ def test_telemetry_events_and_status_are_stored(
     seen_events = [e.event for b in batches for e in b.events]
     assert seen_events == ["fire_alarm"]
     assert sum(len(b.telemetry) for b in batches) == 3
-
-
-def test_status_and_last_will_drive_presence(
-    site: tuple[Any, str], broker: tuple[str, int]
-) -> None:
-    engine, s = site
-    ext = f"{s}-ext"
-    t = now_ms()
-    with running_collector(engine, broker):
-        publish_all(broker, [(topic_for(s, ext, "status"), encode_status(t, True))])
-        wait_for(lambda: _presence(engine, ext) == "online", what="online")
-        publish_all(broker, [(topic_for(s, ext, "status"), encode_status(t + 10, False))])
-        wait_for(lambda: _presence(engine, ext) == "offline", what="offline")
-        # a stale status (older than what the device sent since) changes nothing
-        publish_all(
-            broker,
-            [(topic_for(s, ext, "telemetry"), encode_telemetry(t + 20, 1, {"present": True}))],
-        )
-        wait_for(lambda: _presence(engine, ext) == "online", what="online by message")
-        publish_all(broker, [(topic_for(s, ext, "status"), encode_status(t + 5, False))])
-        wait_for(
-            lambda: (
-                count(engine, "select count(*) from presence_changes where device_id = :d", d=ext)
-                >= 3
-            ),
-            what="changes",
-        )
-        assert _presence(engine, ext) == "online"
-    causes = _causes(engine, ext)
-    assert causes[:3] == [("online", "status"), ("offline", "status"), ("online", "message")]
-    # the collector stopping (it loses its broker) makes presence unknown, not online
-    assert causes[-1] == ("unknown", "broker_lost")
 
 
 def test_redelivered_messages_are_stored_once(

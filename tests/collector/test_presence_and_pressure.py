@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
+import paho.mqtt.client as mqtt
 import pytest
+from paho.mqtt.enums import CallbackAPIVersion
 from sqlalchemy import Engine
 
 from core.catalogue import load_catalogue
-from core.contract import encode_telemetry, now_ms, topic_for
+from core.contract import encode_status, encode_telemetry, now_ms, topic_for
 from core.db import make_engine
 from tests.builders import make_site
 from tests.collector.helpers import count, publish_all, running_collector, wait_for
@@ -100,3 +103,61 @@ def test_a_full_inbox_holds_the_broker_back_and_loses_nothing(
         )
         assert collector.metrics.queue_full._value.get() > 0, "back-pressure was never needed"
         assert collector.status().queue_depth == 0
+
+
+def test_status_messages_and_last_wills_drive_presence(
+    engine: Engine, mosquitto: Mosquitto
+) -> None:
+    s = unique("s")
+    ext = f"{s}-ext"
+    make_site(engine, s, {ext: "extinguisher"})
+    status_topic = topic_for(s, ext, "status")
+    connected_at = now_ms()
+    with running_collector(engine, mosquitto.address):
+        publish_all(mosquitto.address, [(status_topic, encode_status(connected_at, True))])
+        wait_for(lambda: _presence(engine, ext) == "online", what="online by status")
+        publish_all(mosquitto.address, [(status_topic, encode_status(now_ms(), False))])
+        wait_for(lambda: _presence(engine, ext) == "offline", what="offline by status")
+
+        # a device with a last will (stamped when it connected) that then dies
+        device = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=unique("dev"))
+        device.will_set(status_topic, encode_status(now_ms(), False), qos=1, retain=True)
+        device.connect(*mosquitto.address, keepalive=5)
+        device.loop_start()
+        device.publish(
+            topic_for(s, ext, "telemetry"),
+            encode_telemetry(now_ms() + 50, 1, {"present": True}),
+            qos=1,
+        ).wait_for_publish(5)
+        wait_for(lambda: _presence(engine, ext) == "online", what="online by message")
+        device.loop_stop()
+        sock = device.socket()
+        assert sock is not None
+        sock.close()  # no DISCONNECT: the broker publishes the will
+        wait_for(lambda: _presence(engine, ext) == "offline", what="offline by last will")
+    assert _causes(engine, ext)[:4] == [
+        ("online", "status"),
+        ("offline", "status"),
+        ("online", "message"),
+        ("offline", "status"),
+    ]
+
+    # the device comes back and talks; a new collector then receives the retained will
+    # again on subscribing: older than what the device has said since, so it counts for nothing
+    publish_all(
+        mosquitto.address,
+        [(topic_for(s, ext, "telemetry"), encode_telemetry(now_ms() + 100, 2, {"present": True}))],
+    )
+    with running_collector(engine, mosquitto.address) as collector:
+        wait_for(lambda: collector.status().stored >= 0, what="started")
+        time.sleep(1.0)
+        assert _presence(engine, ext) != "offline"
+
+
+def _causes(engine: Engine, device_id: str) -> list[tuple[str, str]]:
+    with engine.connect() as c:
+        rows = c.exec_driver_sql(
+            "select presence, cause from presence_changes where device_id = ? order by id",
+            (device_id,),
+        ).all()
+    return [(r[0], r[1]) for r in rows if r[1] not in ("startup", "broker_lost")]

@@ -51,14 +51,6 @@ class WillsNotSeen(AssertionError):
     """Devices dropped in a last-will storm were not marked offline."""
 
 
-WILLS_IGNORED = pytest.mark.xfail(
-    raises=WillsNotSeen,
-    strict=True,
-    reason="the collector drops a last will whose ts (set at connect) is older than the "
-    "device's latest message (collector/presence.py, status()), so a will never counts",
-)
-
-
 def compressed(rules: RuleSet, speed: float) -> RuleSet:
     """The same rules with every duration divided by ``speed``."""
 
@@ -153,12 +145,7 @@ def check_expectations(park: Park, scenario: Scenario) -> None:
         raise WillsNotSeen(str(exc)) from exc
 
 
-SCENARIOS = [
-    pytest.param(name, marks=WILLS_IGNORED)
-    if name in ("typhoon-power-loss", "gateway-mass-offline")
-    else name
-    for name in sorted(SPEED)
-]
+SCENARIOS = sorted(SPEED)
 
 
 @pytest.mark.parametrize("name", SCENARIOS)
