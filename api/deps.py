@@ -1,5 +1,5 @@
 """Dependencies routes declare by type: ``ctx: CtxDep``, ``session: SessionDep``,
-``device: DeviceDep``."""
+``device: DeviceDep``, ``user: CurrentUser`` (or ``CurrentUserName``)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import Annotated, Any
 from fastapi import Depends, HTTPException, Path, Request
 from sqlalchemy.orm import Session
 
+from api.auth import Principal, current_user
 from api.context import AppContext
 from api.schemas import ErrorPublic
 from core.contract import ID_PATTERN
@@ -53,3 +54,16 @@ NOT_FOUND: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorPublic, "description": "No device has this id."}
 }
 """The 404 of routes that take DeviceDep, for their OpenAPI ``responses``."""
+
+
+CurrentUser = Annotated[Principal, Depends(current_user)]
+"""The signed-in caller (username, role). ``api.auth.authorize`` has already checked, for
+every route, that there is one and that its role may call the route (``api.policy``)."""
+
+
+def current_username(user: CurrentUser) -> str:
+    return user.username
+
+
+CurrentUserName = Annotated[str, Depends(current_username)]
+"""The signed-in caller's user name, for the journals and records that name who acted."""

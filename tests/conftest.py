@@ -2,6 +2,11 @@
 
 Tests that need the broker or PostgreSQL skip where they are absent, unless
 PARKGUARD_TEST_REQUIRE_SERVICES=1 (set by .ci/run), which turns those skips into failures.
+
+Every API route needs a signed-in user (api.auth, api.policy). In-process router tests name
+their actor with the ``X-ParkGuard-User`` header (and may set ``X-ParkGuard-Role``, default
+admin): the autouse fixture ``signed_in_by_header`` makes the app trust it. Tests in
+tests/auth and tests/console, and tests marked ``real_auth``, sign in for real.
 """
 
 from __future__ import annotations
@@ -29,6 +34,19 @@ PG_ADMIN_URL = os.environ.get(
     "PARKGUARD_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
 REQUIRE = os.environ.get("PARKGUARD_TEST_REQUIRE_SERVICES") == "1"
+
+
+@pytest.fixture(autouse=True)
+def signed_in_by_header(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Outside tests/auth and tests/console (and unless marked ``real_auth``), an in-process
+    app takes the caller from ``X-ParkGuard-User`` / ``X-ParkGuard-Role`` (tests.auth.helpers)."""
+    folder = Path(str(request.node.path)).resolve().relative_to(ROOT / "tests").parts[0]
+    if folder in ("auth", "console") or request.node.get_closest_marker("real_auth"):
+        return
+    from api.auth import Auth
+    from tests.auth.helpers import trust_user_header
+
+    monkeypatch.setattr(Auth, "authenticate", trust_user_header)
 
 
 def need(available: bool, what: str) -> None:
