@@ -20,6 +20,7 @@ from api.routers import (
     metrics,
     plans,
     readings,
+    reports,
 )
 
 log = logging.getLogger(__name__)
@@ -35,6 +36,7 @@ ROUTERS: list[APIRouter] = [
     intactness.router,
     plans.router,
     metrics.router,
+    reports.router,
 ]
 
 

@@ -48,6 +48,12 @@ class Settings(BaseSettings):
     )
     presence_sweep_s: float = Field(default=5.0, gt=0, le=3600)
 
+    @field_validator("site", "mqtt_url", "readings_url", "mqtt_shared_group", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        """`PARKGUARD_SITE=` in a shell or compose file means unset, not the current folder."""
+        return None if value == "" else value
+
     @field_validator("timezone")
     @classmethod
     def _known_zone(cls, value: str) -> str:

@@ -58,6 +58,14 @@ def _parser() -> argparse.ArgumentParser:
 
     add_mqtt_auth(sub)
 
+    from parkguard.users import add_parser as add_user
+
+    add_user(sub)
+
+    from parkguard.report import add_parser as add_report
+
+    add_report(sub)
+
     db = sub.add_parser("db", help="database maintenance")
     db_sub = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
     up = db_sub.add_parser("upgrade", help="migrate the database to the newest schema")
@@ -90,7 +98,7 @@ def _demo(_args: argparse.Namespace) -> int:
     settings = load_settings()
     if settings.site is None:
         settings = settings.model_copy(update={"site": EXAMPLE_SITE})
-    return run_server(settings, pick_free_ports=True)
+    return run_server(settings, pick_free_ports=True, demo=True)
 
 
 def _import(args: argparse.Namespace) -> int:
@@ -118,9 +126,10 @@ def _db_upgrade(_args: argparse.Namespace) -> int:
     return 0
 
 
-def run_server(settings: Settings, pick_free_ports: bool = False) -> int:
+def run_server(settings: Settings, pick_free_ports: bool = False, demo: bool = False) -> int:
     import uvicorn
 
+    from api.auth import AuthError
     from core.site import SiteError
     from maintenance.errors import PlanError
     from parkguard.broker import pick_port
@@ -142,6 +151,15 @@ def run_server(settings: Settings, pick_free_ports: bool = False) -> int:
         runtime.stop()
         return 1
     url = f"http://{settings.api_host}:{settings.api_port}/"
+    try:  # the first admin (PARKGUARD_ADMIN_PASSWORD, or printed once by the demo)
+        from parkguard.users import bootstrap_admin
+
+        assert runtime.engine is not None
+        bootstrap_admin(runtime.engine, demo=demo, url=url)
+    except AuthError as exc:
+        print(f"parkguard: {exc}", file=sys.stderr)  # noqa: T201
+        runtime.stop()
+        return 1
     log.info("ParkGuard is serving at %s", url)
     server = uvicorn.Server(
         uvicorn.Config(app, host=settings.api_host, port=settings.api_port, log_level="info")

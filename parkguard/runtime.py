@@ -13,6 +13,7 @@ from sqlalchemy import Engine
 from collector.client import BrokerAddress
 from collector.metrics import IngestMetrics
 from collector.service import Collector
+from compliance.recorder import ConditionRecorder
 from core.catalogue import Catalogue, load_catalogue
 from core.db import SessionFactory, make_engine, session_factory, upgrade
 from core.readings import open_readings_store
@@ -37,6 +38,7 @@ class Runtime:
     collector: Collector | None = None
     rules: RulesService | None = None
     incidents: IncidentService | None = None
+    fleet: Any = None
     app: FastAPI | None = None
     services: list[Any] = field(default_factory=list)
 
@@ -85,13 +87,19 @@ class Runtime:
         self.collector = Collector(self.settings, engine, readings, catalogue, address, metrics)
         self.rules = self._start_rules(address, catalogue)
         self.incidents = self._start_incidents(address)
+        recorder = ConditionRecorder(engine, catalogue)
+        recorder.start()
+        self.services.append(recorder)
+        self.collector.add_listener(recorder.on_batch)
         if self.rules is not None:
             self.collector.add_listener(self.rules.on_batch)
         self.collector.start()
         return self.collector
 
     def stop(self) -> None:
-        """Stop in reverse order of the data flow: ingest first, then what it feeds."""
+        """Stop in the order of the data flow: devices, ingest, then what ingest feeds."""
+        if self.fleet is not None:
+            self.fleet.stop()
         if self.collector is not None:
             self.collector.stop()
         for service in reversed(self.services):
@@ -100,6 +108,16 @@ class Runtime:
             self.broker.stop()
         if self.engine is not None:
             self.engine.dispose()
+
+    def start_fleet(self) -> None:
+        """The site's simulated devices on a normal day (the demo); `parkguard simulate
+        --scenario NAME` hands further scenarios to this fleet."""
+        from simulators.fleet import start_fleet
+
+        assert self.collector is not None and self.settings.site is not None
+        address = self.collector.address
+        self.fleet, _day = start_fleet(self.settings.site, _broker_url(address))
+        log.info("simulated fleet of %s running a normal day", self.settings.site)
 
     def _start_rules(self, address: BrokerAddress, catalogue: Catalogue) -> RulesService | None:
         """The rule engine on the site's rules; a bad rule file stops start-up."""
@@ -153,6 +171,12 @@ class Runtime:
         # amqtt speaks MQTT 3.1.1 only
         self.settings = self.settings.model_copy(update={"mqtt_protocol": "3.1.1"})
         return BrokerAddress("127.0.0.1", port)
+
+
+def _broker_url(address: BrokerAddress) -> str:
+    credentials = f"{address.username}:{address.password}@" if address.username else ""
+    scheme = "mqtts" if address.tls else "mqtt"
+    return f"{scheme}://{credentials}{address.host}:{address.port}"
 
 
 def _mqtt_target(address: BrokerAddress) -> MqttTarget:
