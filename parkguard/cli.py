@@ -58,6 +58,10 @@ def _parser() -> argparse.ArgumentParser:
 
     add_mqtt_auth(sub)
 
+    from parkguard.report import add_parser as add_report
+
+    add_report(sub)
+
     from parkguard.users import add_parser as add_user
 
     add_user(sub)
