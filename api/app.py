@@ -20,7 +20,6 @@ from api.routers import (
     metrics,
     plans,
     readings,
-    reports,
 )
 
 log = logging.getLogger(__name__)
@@ -36,7 +35,6 @@ ROUTERS: list[APIRouter] = [
     intactness.router,
     plans.router,
     metrics.router,
-    reports.router,
 ]
 
 
