@@ -5,10 +5,11 @@ from __future__ import annotations
 import logging
 from importlib.metadata import PackageNotFoundError, version
 
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import OperationalError
 
+from api import audit, auth, console
 from api.context import AppContext
 from api.routers import (
     alerts,
@@ -20,6 +21,7 @@ from api.routers import (
     metrics,
     plans,
     readings,
+    reports,
 )
 
 log = logging.getLogger(__name__)
@@ -35,6 +37,10 @@ ROUTERS: list[APIRouter] = [
     intactness.router,
     plans.router,
     metrics.router,
+    reports.router,
+    auth.router,
+    audit.router,
+    console.router,
 ]
 
 
@@ -44,11 +50,13 @@ def create_app(ctx: AppContext) -> FastAPI:
         title="ParkGuard",
         summary="Fire- and safety-facility monitoring of an industrial park.",
         version=_version(),
+        dependencies=[Depends(auth.authorize)],  # sign-in and roles for every route: api.policy
     )
     app.state.ctx = ctx
     for router in ROUTERS:
         app.include_router(router)
     app.add_exception_handler(OperationalError, _database_unavailable)
+    app.add_middleware(audit.AuditMiddleware)
     return app
 
 

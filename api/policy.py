@@ -29,6 +29,7 @@ _FIELD = frozenset({"maintenance", "manager", "admin"})
 _RESPONDERS = frozenset({"operator", "maintenance", "manager", "admin"})
 """A plan's steps are done by the room, the patrol and the technicians alike."""
 _OVERSIGHT = frozenset({"manager", "auditor", "admin"})
+_MANAGERS = frozenset({"manager", "admin"})
 
 PUBLIC: frozenset[tuple[str, str]] = frozenset(
     {
@@ -69,6 +70,9 @@ RULES: dict[tuple[str, str], frozenset[str]] = {
     # intactness: devices out of service on purpose (issue 6)
     ("POST", "/api/v1/intactness/devices/{device_id}/out-of-service"): _FIELD,
     ("POST", "/api/v1/intactness/devices/{device_id}/back-in-service"): _FIELD,
+    # compliance reports and the training register
+    ("POST", "/api/v1/reports/stored"): _MANAGERS,
+    ("POST", "/api/v1/training"): _MANAGERS,
 }
 
 
