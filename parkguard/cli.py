@@ -66,10 +66,6 @@ def _parser() -> argparse.ArgumentParser:
 
     add_user(sub)
 
-    from parkguard.report import add_parser as add_report
-
-    add_report(sub)
-
     db = sub.add_parser("db", help="database maintenance")
     db_sub = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
     up = db_sub.add_parser("upgrade", help="migrate the database to the newest schema")
