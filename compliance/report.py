@@ -71,7 +71,7 @@ from core.models_training import TrainingSession
 MINUTE_MS = 60_000
 HOUR_MS = 60 * MINUTE_MS
 DAY_MS = 24 * HOUR_MS
-PERIOD = re.compile(r"^(\d{4})-(\d{2})$")
+PERIOD = re.compile(r"^([0-9]{4})-([0-9]{2})$")
 DEFAULT_TZ = "Asia/Shanghai"
 SEVERITIES = ("critical", "major", "minor", "warning")
 DRILL_EVERY_MS = {

@@ -37,7 +37,7 @@ from core.contract import now_ms
 from core.models_training import ReportRun, StoredReport, TrainingSession
 
 router = APIRouter(tags=["reports"])
-PERIOD_PATTERN = r"^\d{4}-\d{2}$"
+PERIOD_PATTERN = r"^[0-9]{4}-[0-9]{2}$"
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorPublic, "description": text}
     for code, text in (
