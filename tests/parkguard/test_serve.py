@@ -15,6 +15,16 @@ from core.contract import encode_event, now_ms, topic_for
 from tests.collector.helpers import publish_all, wait_for
 from tests.conftest import DEMO_SITE, ROOT, free_port, unique
 
+ADMIN_PASSWORD = "serve-test-admin-password"
+
+
+def signed_in(base: str) -> dict[str, str]:
+    """The Authorization header of a token of the admin that serve created at start-up."""
+    form = {"username": "admin", "password": ADMIN_PASSWORD}
+    answer = httpx.post(f"{base}/api/v1/auth/token", data=form, timeout=10)
+    answer.raise_for_status()
+    return {"Authorization": f"Bearer {answer.json()['access_token']}"}
+
 
 @pytest.fixture
 def served(tmp_path: Path, broker: tuple[str, int]) -> Iterator[str]:
@@ -26,6 +36,7 @@ def served(tmp_path: Path, broker: tuple[str, int]) -> Iterator[str]:
         "PARKGUARD_MQTT_CLIENT_ID": unique("serve"),
         "PARKGUARD_SITE": str(DEMO_SITE),
         "PARKGUARD_API_PORT": str(port),
+        "PARKGUARD_ADMIN_PASSWORD": ADMIN_PASSWORD,
     }
     log = tmp_path / "serve.log"
     with log.open("wb") as out:
@@ -66,15 +77,19 @@ def test_two_detectors_in_one_zone_raise_a_confirmed_fire(
         ],
     )
 
+    auth = signed_in(served)
+
     def alerts() -> list[dict[str, object]]:
-        body = httpx.get(f"{served}/api/v1/alerts", params={"limit": 50}, timeout=5).json()
+        body = httpx.get(
+            f"{served}/api/v1/alerts", params={"limit": 50}, headers=auth, timeout=5
+        ).json()
         return list(body["items"])
 
     wait_for(lambda: any(a["rule"] == "fire-confirmed" for a in alerts()), what="confirmed")
     confirmed = [a for a in alerts() if a["rule"] == "fire-confirmed"]
     assert len(confirmed) == 1
     assert confirmed[0]["severity"] == "critical"
-    device = httpx.get(f"{served}/api/v1/devices/A1-W1-SD001", timeout=5).json()
+    device = httpx.get(f"{served}/api/v1/devices/A1-W1-SD001", headers=auth, timeout=5).json()
     assert device["state"]["presence"] == "online"
 
 
