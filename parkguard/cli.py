@@ -146,6 +146,8 @@ def run_server(settings: Settings, pick_free_ports: bool = False, demo: bool = F
     runtime = Runtime(settings)
     try:
         app = runtime.start()
+        if demo:
+            runtime.start_fleet()
     except (SiteError, RuleFileError, PlanFileError, PlanError) as exc:
         print(f"parkguard: {exc}", file=sys.stderr)  # noqa: T201
         runtime.stop()
