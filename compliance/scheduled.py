@@ -154,14 +154,15 @@ class MonthlyReportJob:
             with self.sessions() as session:
                 period = last_month(started, park_timezone(session))
                 label = period.label
-                stored = set(
-                    session.execute(
+                stored = {
+                    (str(lang), str(fmt))
+                    for lang, fmt in session.execute(
                         select(StoredReport.lang, StoredReport.format).where(
                             StoredReport.period == period.label,
                             StoredReport.created_by == self.actor,
                         )
-                    ).tuples()
-                )
+                    )
+                }
                 wanted = [(lang, fmt) for lang in self.langs for fmt in self.formats]
                 missing = [(lang, fmt) for lang, fmt in wanted if (lang, fmt) not in stored]
                 ids: list[int] = []

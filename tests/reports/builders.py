@@ -57,6 +57,9 @@ def park(engine: Engine) -> None:
         building="B1",
         online_from=before,
         timezone="Asia/Shanghai",
+        attributes={
+            e: {"agent": "dry_powder", "manufacture_date": "2022-03-01"} for e in EXTINGUISHERS
+        },
     )
     b.make_park(engine, LANES, zone="lane-e", building=None, online_from=before)
     b.make_park(engine, HAZMAT, zone="hz1", building="B2", online_from=before)
