@@ -456,9 +456,15 @@ def authorize(request: Request, auth: AuthDep) -> None:
 
 
 def current_user(request: Request) -> Principal:
+    """The caller ``authorize`` found; on an app without it (a router mounted alone), the
+    caller is authenticated here (401 without one)."""
     principal = getattr(request.state, "user", None)
-    if not isinstance(principal, Principal):
+    if isinstance(principal, Principal):
+        return principal
+    principal = get_auth(request).authenticate(request)
+    if principal is None:
         raise HTTPException(401, "sign in first", headers={"WWW-Authenticate": "Bearer"})
+    request.state.user = principal
     return principal
 
 

@@ -5,7 +5,8 @@ every device's state as the floor plan colours it.
 
 A device's console state, most urgent first: ``alarm`` (an open alert of the device that is not
 a fault), ``out_of_service`` (taken out on purpose), ``fault`` (the device reports a fault, or
-an open fault, tamper or low-battery alert), ``offline``, else ``normal``.
+an open fault, tamper or low-battery alert), ``offline`` (also when its presence is unknown:
+never heard from, or the broker is lost — never shown as normal), else ``normal``.
 """
 
 from __future__ import annotations
@@ -267,7 +268,7 @@ def states(session: SessionDep) -> StatesPublic:
             faulty.add(device_id)
         else:
             alarm.add(device_id)
-    counts = dict.fromkeys(STATES, 0)
+    counts: dict[str, int] = dict.fromkeys(STATES, 0)
     items = []
     for (device_id,) in session.execute(select(Device.id).order_by(Device.id)):
         seen = presence.get(device_id) or "unknown"
@@ -278,7 +279,7 @@ def states(session: SessionDep) -> StatesPublic:
             state = "out_of_service"
         elif device_id in faulty:
             state = "fault"
-        elif seen == "offline":
+        elif seen != "online":  # offline, or never heard from / broker lost: not "normal"
             state = "offline"
         else:
             state = "normal"

@@ -3,8 +3,7 @@
 
 The router reads the alert store from ``ctx.extras["alerts"]`` (a ``rules.alerts.AlertStore``,
 opened by whoever runs the app, e.g. ``RulesService.store``); without it every route answers
-503. Until sign-in exists, the acting user is the optional ``X-ParkGuard-User`` header
-(default ``operator``), recorded in the journal.
+503. The acting user recorded in the journal is the signed-in caller (api.auth).
 """
 
 from __future__ import annotations
@@ -19,7 +18,7 @@ from fastapi import APIRouter, Depends, Header, HTTPException, Path, Query, Requ
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
-from api.deps import ID, CtxDep
+from api.deps import ID, CtxDep, CurrentUserName
 from api.schemas import ErrorPublic
 from api.timefmt import parse_duration, parse_time
 from core.contract import now_ms
@@ -39,9 +38,6 @@ router = APIRouter(prefix="/api/v1/alerts", tags=["alerts"])
 PAGE_MAX = 500
 OFFSET_MAX = 10_000_000
 NOTE_MAX = 2000
-USER_HEADER = "X-ParkGuard-User"
-DEFAULT_USER = "operator"
-_USER = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 STREAM_QUEUE = 1000
 PING_S = 15
@@ -257,26 +253,8 @@ def get_store(ctx: CtxDep) -> AlertStore:
 StoreDep = Annotated[AlertStore, Depends(get_store)]
 
 
-def get_user(
-    user: Annotated[
-        str | None,
-        Header(
-            alias=USER_HEADER,
-            description="The acting user until sign-in exists: 1-64 of A-Z a-z 0-9 _ . @ -; "
-            f"default {DEFAULT_USER!r}.",
-        ),
-    ] = None,
-) -> str:
-    if user is None or user == "":
-        return DEFAULT_USER
-    if not _USER.match(user):
-        raise HTTPException(
-            422, f"{USER_HEADER} must be 1-64 letters, digits or any of _ . @ - ({user[:40]!r})"
-        )
-    return user
-
-
-UserDep = Annotated[str, Depends(get_user)]
+UserDep = CurrentUserName
+"""The signed-in caller's name, recorded in the journal (api.auth)."""
 AlertId = Annotated[int, Path(ge=1, le=2**63 - 1, description="The alert's id.")]
 
 

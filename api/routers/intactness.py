@@ -2,20 +2,18 @@
 intact) now, over a period, and for one device; and taking a device out of service and back.
 
 The definition is compliance.intactness's (README, "Intactness"). The acting user recorded with
-each out-of-service record is the signed-in caller; where sign-in is not in force, the optional
-``X-ParkGuard-User`` header (default ``operator``).
+each out-of-service record is the signed-in caller (api.auth).
 """
 
 from __future__ import annotations
 
-import re
 from datetime import date
 from typing import Annotated, Any, Literal, NoReturn
 
-from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request
+from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.deps import NOT_FOUND, CtxDep, DeviceDep, SessionDep
+from api.deps import NOT_FOUND, CtxDep, CurrentUserName, DeviceDep, SessionDep
 from api.schemas import ErrorPublic
 from api.timefmt import parse_duration, parse_time, to_rfc3339
 from compliance import out_of_service as oos
@@ -41,9 +39,6 @@ from maintenance.service_dates import dates_from_register
 
 router = APIRouter(prefix="/api/v1/intactness", tags=["intactness"])
 
-USER_HEADER = "X-ParkGuard-User"
-DEFAULT_USER = "operator"
-_USER = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
 MINUTE_MS = 60_000
 DAY_MS = 86_400_000
 PERIOD_MAX_MS = 400 * DAY_MS
@@ -450,31 +445,8 @@ class PutBackBody(_Body):
 # ---- dependencies ---------------------------------------------------------------------------
 
 
-def get_user(
-    request: Request,
-    user: Annotated[
-        str | None,
-        Header(
-            alias=USER_HEADER,
-            description="The acting user where sign-in is not in force: 1-64 of A-Z a-z 0-9 "
-            f"_ . @ -; default {DEFAULT_USER!r}. Ignored for a signed-in caller.",
-        ),
-    ] = None,
-) -> str:
-    """The signed-in caller (set on the request by the app's sign-in check), else the header."""
-    signed_in = getattr(getattr(request.state, "user", None), "username", None)
-    if isinstance(signed_in, str) and signed_in:
-        return signed_in
-    if user is None or user == "":
-        return DEFAULT_USER
-    if not _USER.match(user):
-        raise HTTPException(
-            422, f"{USER_HEADER} must be 1-64 letters, digits or any of _ . @ - ({user[:40]!r})"
-        )
-    return user
-
-
-UserDep = Annotated[str, Depends(get_user)]
+UserDep = CurrentUserName
+"""The signed-in caller's name, recorded with each out-of-service record (api.auth)."""
 
 
 def _time(value: str | None, name: str) -> int | None:

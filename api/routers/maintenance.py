@@ -2,7 +2,7 @@
 
 The crew's morning view is ``GET /api/v1/inspections?assignee=me&due=today``; their phone
 subscribes to ``GET /api/v1/inspections.ics?assignee=<name>`` (a calendar app cannot send
-headers). Until sign-in exists, the acting user is the optional ``X-ParkGuard-User`` header.
+headers). The acting user is the signed-in caller (api.auth).
 
 The maintenance service comes from ``ctx.extras["maintenance"]`` (the wiring puts the running
 ``MaintenanceService`` there); an API without it builds an unstarted one from the settings.
@@ -15,13 +15,13 @@ from dataclasses import replace
 from datetime import date, datetime, timedelta
 from typing import Annotated, Any, Literal, NoReturn
 
-from fastapi import APIRouter, Depends, Header, HTTPException, Path, Query, Request, Response
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy import select
 from starlette.datastructures import UploadFile
 
-from api.deps import ID, CtxDep
+from api.deps import ID, CtxDep, CurrentUserName
 from api.schemas import ErrorPublic
 from api.timefmt import EPOCH, to_rfc3339
 from core.db import session_scope
@@ -30,7 +30,6 @@ from core.models_maintenance import InspectionPhoto, InspectionTask, WorkOrder
 from maintenance.calendar import due_date, tasks_calendar
 from maintenance.errors import (
     Conflict,
-    InvalidInput,
     MaintenanceError,
     NotFound,
     PhotoRejected,
@@ -47,7 +46,6 @@ from maintenance.inspections import (
 from maintenance.periods import local_midnight
 from maintenance.plans import Assignee, Plan
 from maintenance.scheduler import MaintenanceConfig, MaintenanceService
-from maintenance.text import check_person
 from maintenance.work_orders import (
     WorkOrderFilter,
     close_work_order,
@@ -62,7 +60,6 @@ PAGE_MAX = 500
 OFFSET_MAX = 10_000_000
 ICS_MAX = 5000
 FORM_OVERHEAD = 64 * 1024
-USER_HEADER = "X-ParkGuard-User"
 State = Literal["open", "overdue", "done"]
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorPublic, "description": text}
@@ -95,22 +92,8 @@ def get_maintenance(ctx: CtxDep) -> MaintenanceService:
 MaintenanceDep = Annotated[MaintenanceService, Depends(get_maintenance)]
 
 
-def get_user(
-    user: Annotated[
-        str | None,
-        Header(
-            alias=USER_HEADER,
-            description="The acting user until sign-in exists: 1-64 of A-Z a-z 0-9 _ . @ -.",
-        ),
-    ] = None,
-) -> str | None:
-    try:
-        return check_person(user, USER_HEADER)
-    except InvalidInput as exc:
-        raise HTTPException(422, str(exc)) from None
-
-
-UserDep = Annotated[str | None, Depends(get_user)]
+UserDep = CurrentUserName
+"""The signed-in caller's name (api.auth)."""
 
 
 def _fail(exc: MaintenanceError) -> NoReturn:
@@ -454,7 +437,7 @@ def task_filter(
         str | None,
         Query(
             pattern=r"^[A-Za-z0-9_.@-]{1,64}$",
-            description=f"Only tasks of this person; ``me`` is the {USER_HEADER} header.",
+            description="Only tasks of this person; ``me`` is the signed-in caller.",
         ),
     ] = None,
     role: Annotated[
@@ -470,8 +453,6 @@ def task_filter(
     offset: Annotated[int, Query(ge=0, le=OFFSET_MAX, description="Tasks to skip.")] = 0,
 ) -> TaskFilter:
     if assignee == "me":
-        if user is None:
-            raise HTTPException(422, f"assignee=me needs the {USER_HEADER} header")
         assignee = user
     if type is not None and type not in ctx.catalogue.device_types:
         known = ", ".join(sorted(ctx.catalogue.device_types))
@@ -771,15 +752,14 @@ def list_orders(
     assignee: Annotated[
         str | None,
         Query(
-            pattern=r"^[A-Za-z0-9_.@-]{1,64}$", description=f"A person, or ``me`` ({USER_HEADER})."
+            pattern=r"^[A-Za-z0-9_.@-]{1,64}$",
+            description="A person, or ``me`` (the signed-in caller).",
         ),
     ] = None,
     limit: Annotated[int, Query(ge=1, le=PAGE_MAX, description="Page size.")] = 50,
     offset: Annotated[int, Query(ge=0, le=OFFSET_MAX, description="Orders to skip.")] = 0,
 ) -> WorkOrdersPublic:
     if assignee == "me":
-        if user is None:
-            raise HTTPException(422, f"assignee=me needs the {USER_HEADER} header")
         assignee = user
     flt = WorkOrderFilter(
         state=state,

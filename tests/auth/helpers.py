@@ -2,7 +2,8 @@
 
 ``trust_user_header`` stands in for ``api.auth.Auth.authenticate`` in the router tests (see the
 autouse fixture in tests/conftest.py): the caller is whoever ``X-ParkGuard-User`` names
-(default ``operator``), with the role in ``X-ParkGuard-Role`` (default ``admin``), so those
+(default ``operator``; a name no user could have answers 422), with the role in
+``X-ParkGuard-Role`` (default ``admin``), so those
 tests name their actors in headers as before sign-in existed. The policy (``api.policy``) is
 still enforced on that role. Tests of sign-in itself (tests/auth, tests/console, or marked
 ``real_auth``) use the real thing.
@@ -10,15 +11,23 @@ still enforced on that role. Tests of sign-in itself (tests/auth, tests/console,
 
 from __future__ import annotations
 
-from fastapi import Request
+import re
+
+from fastapi import HTTPException, Request
 
 from api.auth import Auth, Principal
+
+_NAME = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
 
 TEST_PASSWORD = "correct horse battery staple"
 
 
 def trust_user_header(_auth: Auth, request: Request) -> Principal | None:
     name = request.headers.get("X-ParkGuard-User") or "operator"
+    if not _NAME.match(name):  # as a real user name could not be
+        raise HTTPException(
+            422, f"X-ParkGuard-User must be 1-64 letters, digits or any of _ . @ - ({name[:40]!r})"
+        )
     role = request.headers.get("X-ParkGuard-Role") or "admin"
     return Principal(id=0, username=name, role=role, display_name=name, via="token")
 

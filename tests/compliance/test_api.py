@@ -4,7 +4,6 @@ of service and back; every bad input is a 422 (or 404, 409) saying why, never a 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from types import SimpleNamespace
 from typing import Any
 from urllib.parse import quote
 
@@ -16,6 +15,7 @@ from hypothesis import strategies as st
 from sqlalchemy import Engine
 
 from api.app import ROUTERS
+from api.auth import Principal
 from api.context import AppContext
 from api.routers.intactness import router
 from api.timefmt import to_rfc3339
@@ -58,7 +58,9 @@ def test_a_signed_in_caller_is_the_acting_user(ctx: AppContext, park: Engine) ->
 
     @app.middleware("http")
     async def signed_in(request: Request, call_next: Any) -> Any:
-        request.state.user = SimpleNamespace(username="li.na", role="maintenance")
+        request.state.user = Principal(
+            id=1, username="li.na", role="maintenance", display_name="", via="token"
+        )
         return await call_next(request)
 
     with TestClient(app) as client:
