@@ -10,6 +10,7 @@ to write it. Every text goes through a Paragraph with CJK word wrapping; all of 
 from __future__ import annotations
 
 import io
+import re
 from typing import Any
 from xml.sax.saxutils import escape
 
@@ -37,6 +38,8 @@ from compliance.report_layout import BarChart, Document, Figure, LineChart, Sect
 from compliance.report_layout import Table as DocTable
 
 FONT = "STSong-Light"
+LATIN = "Helvetica"
+_WIDE = re.compile(r"[^\x00-\xff\u2013\u2014\u2018\u2019\u201c\u201d\u2022\u2026\u20ac]+")
 GREEN = colors.HexColor("#1d9a46")
 RED = colors.HexColor("#d3262c")
 GREY = colors.HexColor("#8a8a8a")
@@ -53,7 +56,8 @@ def _font() -> str:
 
 def _styles() -> dict[str, ParagraphStyle]:
     font = _font()
-    base = ParagraphStyle("base", fontName=font, fontSize=9, leading=12, wordWrap="CJK")
+    del font  # registered here; set on each run of wide characters by _marked
+    base = ParagraphStyle("base", fontName=LATIN, fontSize=9, leading=12, wordWrap="CJK")
     return {
         "base": base,
         "title": ParagraphStyle("title", parent=base, fontSize=18, leading=24, spaceAfter=6),
@@ -68,8 +72,14 @@ def _styles() -> dict[str, ParagraphStyle]:
     }
 
 
+def _marked(text: str) -> str:
+    """Escaped text in the style's Latin font, with every run of characters that font lacks
+    (Chinese, full-width forms, ≤, arrows, ●) set in the CID font."""
+    return _WIDE.sub(lambda m: f'<font name="{FONT}">{m.group(0)}</font>', escape(text))
+
+
 def _p(text: str, style: ParagraphStyle) -> Paragraph:
-    return Paragraph(escape(text), style)
+    return Paragraph(_marked(text), style)
 
 
 def _color(ok: bool | None) -> Any:
@@ -117,6 +127,10 @@ def _table(table: DocTable, s: dict[str, ParagraphStyle], t: _Text) -> list[Flow
     return out
 
 
+def _chart_font(labels: list[str]) -> str:
+    return FONT if any(_WIDE.search(label) for label in labels) else LATIN
+
+
 def _line(chart: LineChart, s: dict[str, ParagraphStyle]) -> list[Flowable]:
     points = [(i, v) for i, (_l, v) in enumerate(chart.points) if v is not None]
     height = 60 * mm
@@ -136,7 +150,7 @@ def _line(chart: LineChart, s: dict[str, ParagraphStyle]) -> list[Flowable]:
     plot.lines[1].strokeDashArray = [3, 2]
     plot.yValueAxis.valueMin = low
     plot.yValueAxis.valueMax = chart.target + (chart.target - low) * 0.05
-    plot.yValueAxis.labels.fontName = _font()
+    plot.yValueAxis.labels.fontName = LATIN
     plot.yValueAxis.labels.fontSize = 7
     plot.yValueAxis.labelTextFormat = "%.2f%%"
     plot.xValueAxis.valueMin = 0
@@ -148,7 +162,7 @@ def _line(chart: LineChart, s: dict[str, ParagraphStyle]) -> list[Flowable]:
     plot.xValueAxis.labelTextFormat = lambda v: (
         labels[steps.index(int(v))] if int(v) in steps else ""
     )
-    plot.xValueAxis.labels.fontName = _font()
+    plot.xValueAxis.labels.fontName = LATIN
     plot.xValueAxis.labels.fontSize = 7
     drawing.add(plot)
     return [_p(chart.title, s["h3"]), drawing]
@@ -161,21 +175,22 @@ def _bars(chart: BarChart, s: dict[str, ParagraphStyle]) -> list[Flowable]:
     height = row_h * len(chart.bars) + 14 * mm
     drawing = Drawing(WIDTH, height)
     bars = HorizontalBarChart()
-    bars.x, bars.y = 45 * mm, 8 * mm
-    bars.width, bars.height = WIDTH - 70 * mm, row_h * len(chart.bars)
+    bars.x, bars.y = 60 * mm, 8 * mm
+    bars.width, bars.height = WIDTH - 85 * mm, row_h * len(chart.bars)
     values = [v if v is not None else 0.0 for _l, v in chart.bars]
     low = max(0.0, min([*values, chart.target]) - 1)
     bars.data = [values]
     bars.valueAxis.valueMin = low
     bars.valueAxis.valueMax = chart.target
-    bars.valueAxis.labels.fontName = _font()
+    bars.valueAxis.labels.fontName = LATIN
     bars.valueAxis.labels.fontSize = 7
     bars.valueAxis.labelTextFormat = "%.1f%%"
-    bars.categoryAxis.categoryNames = [label[:18] for label, _v in chart.bars]
-    bars.categoryAxis.labels.fontName = _font()
+    names = [label if len(label) <= 34 else label[:33] + "…" for label, _v in chart.bars]
+    bars.categoryAxis.categoryNames = names
+    bars.categoryAxis.labels.fontName = _chart_font(names)
     bars.categoryAxis.labels.fontSize = 7
     bars.barLabelFormat = "%.4f%%"
-    bars.barLabels.fontName = _font()
+    bars.barLabels.fontName = LATIN
     bars.barLabels.fontSize = 6.5
     bars.barLabels.nudge = 14
     for i, value in enumerate(values):
@@ -219,8 +234,8 @@ def _figures(figures: list[Figure], s: dict[str, ParagraphStyle]) -> list[Flowab
 def _section(section: Section, s: dict[str, ParagraphStyle], t: _Text) -> list[Flowable]:
     color = _color(section.ok).hexval()[2:]
     head = Paragraph(
-        f'<font color="#{color}">●</font> {escape(section.title)} — '
-        f'<font color="#{color}">{escape(t.verdict(section.ok))}</font>',
+        f'<font color="#{color}" name="{FONT}">●</font> {_marked(section.title)} — '
+        f'<font color="#{color}">{_marked(t.verdict(section.ok))}</font>',
         s["h2"],
     )
     out: list[Flowable] = [
