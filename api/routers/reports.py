@@ -186,19 +186,31 @@ class StoredReportPublic(BaseModel):
 
 
 class StoredReportsPublic(BaseModel):
+    model_config = ConfigDict(use_attribute_docstrings=True, frozen=True)
     items: list[StoredReportPublic]
+    """This page of stored reports, newest first."""
     total: int
+    """How many match in all."""
 
 
 class ReportRunPublic(BaseModel):
+    model_config = ConfigDict(use_attribute_docstrings=True, frozen=True)
     id: int
+    """The run's id."""
     job: str
+    """The job: compliance.monthly_report."""
     period: str
+    """The month it reported on, YYYY-MM (``?`` if it failed before knowing)."""
     started: str
+    """When it started (RFC 3339, UTC)."""
     finished: str
+    """When it finished."""
     outcome: str
+    """stored (reports kept), exists (already stored, nothing done) or failed."""
     report_ids: list[int]
+    """The stored reports it made."""
     error: str | None
+    """Why it failed."""
 
 
 def _stored(row: StoredReport) -> StoredReportPublic:
@@ -251,10 +263,10 @@ def store_report(
 def list_stored(
     session: SessionDep,
     period: Annotated[
-        str | None, Query(pattern=PERIOD_PATTERN, description="Only this month.")
+        str | None, Query(pattern=PERIOD_PATTERN, description="Only this month (YYYY-MM).")
     ] = None,
-    limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+    limit: Annotated[int, Query(ge=1, le=500, description="At most this many.")] = 50,
+    offset: Annotated[int, Query(ge=0, le=1_000_000, description="How many to skip.")] = 0,
 ) -> StoredReportsPublic:
     where = [StoredReport.period == period] if period is not None else []
     total = session.scalar(select(func.count()).select_from(StoredReport).where(*where))
@@ -275,7 +287,8 @@ def list_stored(
     responses={404: ERRORS[404], 422: ERRORS[422]},
 )
 def download_stored(
-    session: SessionDep, report_id: Annotated[int, Path(ge=1, le=2**62)]
+    session: SessionDep,
+    report_id: Annotated[int, Path(ge=1, le=2**62, description="The stored report's id.")],
 ) -> Response:
     row = session.get(StoredReport, report_id)
     if row is None:
@@ -291,7 +304,8 @@ def download_stored(
     summary="Runs of the monthly report job, newest first: when, which month, what it stored",
 )
 def list_runs(
-    session: SessionDep, limit: Annotated[int, Query(ge=1, le=500)] = 50
+    session: SessionDep,
+    limit: Annotated[int, Query(ge=1, le=500, description="At most this many runs.")] = 50,
 ) -> list[ReportRunPublic]:
     rows = session.scalars(select(ReportRun).order_by(ReportRun.id.desc()).limit(limit))
     return [
@@ -338,22 +352,37 @@ class TrainingCreate(BaseModel):
 
 
 class TrainingPublic(BaseModel):
+    model_config = ConfigDict(use_attribute_docstrings=True, frozen=True)
     id: int
+    """The session's id in the register."""
     site_id: str
+    """The site."""
     held_on: date
+    """The day it was held (park time)."""
     topic: str
+    """What was taught."""
     trainer: str
+    """Who taught it."""
     attendee_count: int
+    """How many attended."""
     attendees: list[str]
+    """Their names, where taken."""
     hours: float | None
+    """Its length in hours."""
     note: str | None
+    """Anything else recorded."""
     recorded_by: str
+    """Who recorded it."""
     recorded: str
+    """When it was recorded (RFC 3339, UTC)."""
 
 
 class TrainingListPublic(BaseModel):
+    model_config = ConfigDict(use_attribute_docstrings=True, frozen=True)
     items: list[TrainingPublic]
+    """This page of sessions, oldest first."""
     total: int
+    """Sessions held in the range."""
     sessions: int
     """Sessions in the range (= total)."""
     people_trained: int
@@ -416,8 +445,8 @@ def list_training(
         date | None, Query(alias="from", description="First day (YYYY-MM-DD).")
     ] = None,
     end: Annotated[date | None, Query(alias="to", description="Last day, included.")] = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 200,
-    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000, description="At most this many sessions.")] = 200,
+    offset: Annotated[int, Query(ge=0, le=1_000_000, description="Sessions to skip.")] = 0,
 ) -> TrainingListPublic:
     first = start or date(2000, 1, 1)
     last = end or date(2999, 12, 31)
