@@ -19,7 +19,6 @@ from sqlalchemy.orm import Session
 
 from api.app import create_app
 from api.context import AppContext
-from api.routers import maintenance as maintenance_router
 from core.catalogue import load_catalogue
 from core.db import session_factory
 from core.ingest import IngestStatus
