@@ -4,8 +4,10 @@ in order. The only place that composes everything (with the API)."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI
 from sqlalchemy import Engine
@@ -24,6 +26,9 @@ from rules.incident_service import IncidentService
 from rules.plans import load_site_plans
 from rules.service import RulesService
 from rules.spec import load_site_rules
+
+if TYPE_CHECKING:
+    from api.context import AppContext
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +70,7 @@ class Runtime:
         if self.incidents is not None:
             ctx.extras["incidents"] = self.incidents
         ctx.extras["maintenance"] = self._start_maintenance(sessions, collector)
+        self._start_monthly_report(ctx)
         self.app = create_app(ctx)
         return self.app
 
@@ -148,6 +154,27 @@ class Runtime:
         self.services.append(service)  # after rules, so it stops before them
         return service
 
+    def _start_monthly_report(self, ctx: AppContext) -> None:
+        """Store last month's compliance report on the 1st at 01:00 park time, and once soon
+        after start-up to catch up a missed month (the job stores each report only once)."""
+        from apscheduler.schedulers.background import BackgroundScheduler
+        from apscheduler.triggers.cron import CronTrigger
+
+        from api.routers.intactness import register_scrap_date
+        from api.routers.reports import report_config
+        from compliance.scheduled import MonthlyReportJob
+
+        job = MonthlyReportJob(
+            ctx.sessions, ctx.catalogue, config=report_config(ctx), scrap_date=register_scrap_date
+        )
+        scheduler = BackgroundScheduler(timezone=self.settings.zone)
+        cron = CronTrigger(day=1, hour=1, timezone=self.settings.zone)
+        scheduler.add_job(job, cron, id="compliance.monthly_report", coalesce=True, max_instances=1)
+        soon = datetime.now(UTC) + timedelta(seconds=60)
+        scheduler.add_job(job, "date", run_date=soon, id="compliance.catch_up")
+        scheduler.start()
+        self.services.append(_Stoppable(lambda: scheduler.shutdown(wait=False)))
+
     def _start_maintenance(self, sessions: SessionFactory, collector: Collector) -> Any:
         from maintenance.scheduler import MaintenanceConfig, MaintenanceService
 
@@ -171,6 +198,11 @@ class Runtime:
         # amqtt speaks MQTT 3.1.1 only
         self.settings = self.settings.model_copy(update={"mqtt_protocol": "3.1.1"})
         return BrokerAddress("127.0.0.1", port)
+
+
+@dataclass
+class _Stoppable:
+    stop: Callable[[], None]
 
 
 def _broker_url(address: BrokerAddress) -> str:
