@@ -13,6 +13,7 @@ command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || missing+=(
 command -v pg_ctlcluster >/dev/null 2>&1 || missing+=(postgresql)
 command -v victoria-metrics >/dev/null 2>&1 || missing+=(victoria-metrics)  # InfluxDB v2 write API, for the readings tests
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
+[ -x /usr/bin/chromium ] || missing+=(chromium)  # Debian's browser, driven by Playwright in tests/console
 command -v pdftotext >/dev/null 2>&1 || missing+=(poppler-utils)  # the compliance PDF read back as text and image
 if [ ${#missing[@]} -gt 0 ]; then
   as_root apt-get update -qq
