@@ -8,8 +8,14 @@ import signal
 import sys
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from core.settings import Settings, SettingsError, load_settings
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from parkguard.runtime import Runtime
 
 EXAMPLE_SITE = Path(__file__).resolve().parent.parent / "examples" / "demo-park"
 
@@ -42,6 +48,11 @@ def _parser() -> argparse.ArgumentParser:
 
     collect = sub.add_parser("collect", help="run the collector alone (no API)")
     collect.set_defaults(run=_collect)
+
+    scheduler = sub.add_parser(
+        "scheduler", help="run the maintenance scheduler and the monthly report job alone"
+    )
+    scheduler.set_defaults(run=_scheduler)
 
     demo = sub.add_parser("demo", help="run everything on the example park with embedded defaults")
     demo.set_defaults(run=_demo)
@@ -78,16 +89,28 @@ def _serve(_args: argparse.Namespace) -> int:
 
 
 def _collect(_args: argparse.Namespace) -> int:
-    import threading
-
     from parkguard.runtime import Runtime
 
     runtime = Runtime(load_settings())
+    return _run_until_signal(runtime, runtime.start_ingest)
+
+
+def _scheduler(_args: argparse.Namespace) -> int:
+    from parkguard.runtime import Runtime
+
+    runtime = Runtime(load_settings())
+    return _run_until_signal(runtime, runtime.start_scheduler)
+
+
+def _run_until_signal(runtime: Runtime, start: Callable[[], object]) -> int:
+    """Start a role without the API and keep it until SIGTERM or Ctrl-C."""
+    import threading
+
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda _s, _f: stop.set())
     signal.signal(signal.SIGINT, lambda _s, _f: stop.set())
-    runtime.start_ingest()
     try:
+        start()
         stop.wait()
     finally:
         runtime.stop()

@@ -28,7 +28,7 @@ from rules.service import RulesService
 from rules.spec import load_site_rules
 
 if TYPE_CHECKING:
-    from api.context import AppContext
+    from compliance.report import ReportConfig
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +51,7 @@ class Runtime:
         """Start ingest and build the API app on it."""
         from api.app import create_app
         from api.context import AppContext
+        from api.routers.reports import report_config
 
         collector = self.start_ingest()
         assert self.engine is not None
@@ -69,8 +70,8 @@ class Runtime:
             ctx.extras["rules"] = self.rules
         if self.incidents is not None:
             ctx.extras["incidents"] = self.incidents
-        ctx.extras["maintenance"] = self._start_maintenance(sessions, collector)
-        self._start_monthly_report(ctx)
+        ctx.extras["maintenance"] = self._start_maintenance(sessions, collector.catalogue)
+        self._start_monthly_report(sessions, collector.catalogue, report_config(ctx))
         self.app = create_app(ctx)
         return self.app
 
@@ -154,19 +155,36 @@ class Runtime:
         self.services.append(service)  # after rules, so it stops before them
         return service
 
-    def _start_monthly_report(self, ctx: AppContext) -> None:
+    def start_scheduler(self) -> None:
+        """The scheduler role alone: the maintenance leader and the monthly report job, on the
+        site's rules and plans (read, not run: rules run with the collector)."""
+        from compliance.report import ReportConfig
+
+        settings = self.settings
+        upgrade(settings.database_url)
+        engine = self.engine = make_engine(settings.database_url)
+        sessions = session_factory(engine)
+        catalogue = load_catalogue()
+        config = ReportConfig()
+        if settings.site is not None:
+            rules = load_site_rules(settings.site, catalogue)
+            plans = load_site_plans(settings.site, rules.by_id)
+            config = ReportConfig.from_rules(rules.rules, plans.plans)
+        self._start_maintenance(sessions, catalogue)
+        self._start_monthly_report(sessions, catalogue, config)
+
+    def _start_monthly_report(
+        self, sessions: SessionFactory, catalogue: Catalogue, config: ReportConfig
+    ) -> None:
         """Store last month's compliance report on the 1st at 01:00 park time, and once soon
         after start-up to catch up a missed month (the job stores each report only once)."""
         from apscheduler.schedulers.background import BackgroundScheduler
         from apscheduler.triggers.cron import CronTrigger
 
         from api.routers.intactness import register_scrap_date
-        from api.routers.reports import report_config
         from compliance.scheduled import MonthlyReportJob
 
-        job = MonthlyReportJob(
-            ctx.sessions, ctx.catalogue, config=report_config(ctx), scrap_date=register_scrap_date
-        )
+        job = MonthlyReportJob(sessions, catalogue, config=config, scrap_date=register_scrap_date)
         scheduler = BackgroundScheduler(timezone=self.settings.zone)
         cron = CronTrigger(day=1, hour=1, timezone=self.settings.zone)
         scheduler.add_job(job, cron, id="compliance.monthly_report", coalesce=True, max_instances=1)
@@ -175,7 +193,7 @@ class Runtime:
         scheduler.start()
         self.services.append(_Stoppable(lambda: scheduler.shutdown(wait=False)))
 
-    def _start_maintenance(self, sessions: SessionFactory, collector: Collector) -> Any:
+    def _start_maintenance(self, sessions: SessionFactory, catalogue: Catalogue) -> Any:
         from maintenance.scheduler import MaintenanceConfig, MaintenanceService
 
         assert self.engine is not None
@@ -183,7 +201,7 @@ class Runtime:
             self.settings,
             engine=self.engine,
             sessions=sessions,
-            catalogue=collector.catalogue,
+            catalogue=catalogue,
             config=MaintenanceConfig.from_env(),
         )
         service.start()

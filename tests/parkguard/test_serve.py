@@ -130,3 +130,36 @@ def test_an_invalid_setting_names_the_variable() -> None:
     )
     assert done.returncode == 2
     assert "PARKGUARD_API_PORT" in done.stderr
+
+
+def test_the_scheduler_role_runs_alone_and_stops_on_sigterm(tmp_path: Path) -> None:
+    env = {
+        **os.environ,
+        "PARKGUARD_DATABASE_URL": f"sqlite:///{tmp_path / 'parkguard.db'}",
+        "PARKGUARD_SITE": str(DEMO_SITE),
+    }
+    # the site must be imported (by serve or `parkguard import`) for tasks to exist
+    subprocess.run(
+        [sys.executable, "-m", "parkguard.cli", "import", str(DEMO_SITE)],
+        env=env,
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    log = tmp_path / "scheduler.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "parkguard.cli", "scheduler"],
+            env=env,
+            cwd=ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_for(lambda: "is the scheduler leader" in log.read_text(), timeout=60, what="leader")
+        wait_for(lambda: "catch-up" in log.read_text(), timeout=60, what="catch-up")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    assert proc.returncode == 0, log.read_text()[-3000:]
