@@ -10,7 +10,7 @@ from playwright.sync_api import Page
 from sqlalchemy import create_engine, select
 from sqlalchemy.pool import NullPool
 
-from core.contract import encode_event, now_ms, topic_for
+from core.contract import encode_event, encode_telemetry, now_ms, topic_for
 from core.models_alerts import Alert
 from core.models_auth import AuditRecord
 from tests.collector.helpers import publish_all, wait_for
@@ -103,6 +103,27 @@ def test_an_alarm_appears_live_sounds_flashes_and_is_acknowledged(
     page.click(f"#plan circle[data-device-id={DETECTORS[0]}]")
     page.wait_for_selector("#device-state[data-state=alarm]")
     assert DETECTORS[0] in page.locator("#detail h3").inner_text()
+
+    # a device's recent readings, drawn from /readings?every=5m
+    t = now_ms()
+    publish_all(
+        (BROKER_HOST, BROKER_PORT),
+        [
+            (
+                topic_for(SITE, "A1-W1-SD003", "telemetry"),
+                encode_telemetry(t - (40 - i) * 60_000, i + 1, {"obscuration_db_m": 0.02 * i}),
+            )
+            for i in range(40)
+        ],
+    )
+    wait_for(
+        lambda: page.evaluate("pgConsole.deviceState.get('A1-W1-SD003')") is None,
+        what="SD003 online and normal",
+    )
+    page.click("#plan circle[data-device-id=A1-W1-SD003]")
+    page.wait_for_selector("#device-chart svg[data-metric=obscuration_db_m] polyline")
+    points = page.get_attribute("#device-chart polyline", "points") or ""
+    assert len(points.split()) >= 8  # 40 minutes in 5-minute buckets
     screenshot(page, "05-device")
 
 

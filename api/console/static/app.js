@@ -784,7 +784,8 @@ async function showDevice(id) {
   if (!S.selected || S.selected.kind !== "device" || S.selected.id !== id) return;
   const st = stateOf(id);
   const values = Object.entries(d.state.values);
-  const numeric = values.find(([, v]) => v.kind === "number");
+  const numbers = values.filter(([, v]) => v.kind === "number");
+  const numeric = numbers.find(([k]) => k !== "battery_pct") || numbers[0];
   const chart = h("div", { id: "device-chart" }, h("p", { class: "empty", text: t("no_readings") }));
   $("detail").replaceChildren(
     h("h3", {}, raw(d.label)),
