@@ -4,7 +4,9 @@
 from __future__ import annotations
 
 import time
+from datetime import datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from playwright.sync_api import Page
 from sqlalchemy import create_engine, select
@@ -174,6 +176,11 @@ def test_sign_in_keeps_no_password_in_the_page(server: Served, page: Page) -> No
     assert cookies["parkguard_session"]["sameSite"] == "Strict"
     assert ADMIN_PASSWORD not in page.content()
     wait_for(lambda: page.evaluate("pgConsole.live") is True, what="live")
+    # times are the park's (settings.timezone, Asia/Shanghai here), whatever the browser's
+    assert page.evaluate("pgConsole.tz") == "Asia/Shanghai"
+    shown = page.locator("#clock").inner_text()
+    park = datetime.now(ZoneInfo("Asia/Shanghai"))
+    assert shown[:2] in {f"{park.hour:02d}", f"{(park.hour + 1) % 24:02d}"}, shown
 
 
 # Visible text (and placeholders and titles) outside [data-raw] — user data such as device ids,

@@ -735,11 +735,16 @@ function renderPlan() {
     const cx = (Math.min(...xs) + Math.max(...xs)) / 2;
     const cy = (Math.min(...ys) + Math.max(...ys)) / 2;
     const label = name(z.name);
-    const wide = (Math.max(...xs) - Math.min(...xs)) / (Math.max(label.length, 2) * (LANG === "en" ? 0.6 : 1.05));
-    const fit = Math.min(size / 40, (Math.max(...ys) - Math.min(...ys)) / 3, wide);
+    let along = Math.max(...xs) - Math.min(...xs);
+    let across = Math.max(...ys) - Math.min(...ys);
+    const upright = across > along * 2;  // a narrow north-south zone (a fire lane): turn the label
+    if (upright) [along, across] = [across, along];
+    const wide = along / (Math.max(label.length, 2) * (LANG === "en" ? 0.6 : 1.05));
+    const fit = Math.min(size / 40, across / 1.5, wide);
     return svg("text", {
       class: "zone-label", x: cx, y: H - cy, "font-size": Math.max(fit, size / 140),
       "text-anchor": "middle", "dominant-baseline": "middle", text: label,
+      transform: upright ? `rotate(-90 ${cx} ${H - cy})` : null,
     });
   });
   const r = size / 110;
@@ -750,7 +755,7 @@ function renderPlan() {
       const selected = S.selected && S.selected.kind === "device" && S.selected.id === d.id;
       return svg("circle", {
         class: `marker ${st}${selected ? " selected" : ""}`, cx: d.x, cy: H - d.y,
-        r: st === "normal" ? r : r * 1.5, "stroke-width": r / 3,
+        r: st === "normal" ? r : r * 1.5, "stroke-width": selected ? r / 1.5 : r / 3,
         "data-device-id": d.id, "data-state": st,
         onclick: () => selectDevice(d.id),
       }, svg("title", { text: `${d.label} · ${t("ds_" + st)}` }));
