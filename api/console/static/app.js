@@ -27,6 +27,7 @@ const S = {
   selected: null,
   plan: null,
   es: null,
+  incidentStream: null,
   sseOpen: false,
   pollOk: true,
   lost: false,
@@ -223,6 +224,8 @@ function signedOut() {
 function stopAll() {
   if (S.es) S.es.close();
   S.es = null;
+  if (S.incidentStream) S.incidentStream.close();
+  S.incidentStream = null;
   S.sseOpen = false;
   for (const id of S.timers) clearInterval(id);
   S.timers = [];
@@ -284,6 +287,26 @@ function openStream() {
     else onAlertChange(change);
   });
   es.addEventListener("resync", () => loadAlerts());
+}
+
+function openIncidentStream() {
+  // Incident transitions (started, steps done or skipped, closed) refresh the panel at once;
+  // its failures count as a lost connection like the alert stream's.
+  const es = new EventSource("/api/v1/incidents/stream");
+  S.incidentStream = es;
+  let timer = null;
+  const reload = () => { clearTimeout(timer); timer = setTimeout(loadIncidents, 200); };
+  es.addEventListener("incident", reload);
+  es.addEventListener("resync", reload);
+  es.addEventListener("open", reload);
+  es.addEventListener("error", () => {
+    if (S.incidentStream !== es) return;
+    connectionFailed("incident stream");
+    if (es.readyState === EventSource.CLOSED) {
+      S.incidentStream = null;  // reopened by the next poll that finds incidents served
+      es.close();
+    }
+  });
 }
 
 function connectionFailed(what) {
@@ -404,6 +427,7 @@ async function loadIncidents() {
     } else {
       S.incidentsAvailable = true;
       S.incidents = await Promise.all(list.items.map((i) => api(`/api/v1/incidents/${i.id}`)));
+      if (!S.incidentStream) openIncidentStream();
     }
   } catch (err) {
     if (err.status === 0) return;
@@ -566,7 +590,7 @@ function renderAlerts() {
     const selected = S.selected && S.selected.kind === "alert" && S.selected.id === a.id;
     return h("li", {
       class: `alert sev-${a.severity} st-${a.state}${S.alerting.has(a.id) ? " flash" : ""}${selected ? " selected" : ""}`,
-      dataset: { alertId: String(a.id), severity: a.severity, state: a.state, device: a.device || "" },
+      dataset: { alertId: String(a.id), severity: a.severity, state: a.state, device: a.device || "", zone: a.zone || "", rule: a.rule },
       onclick: () => { S.selected = { kind: "alert", id: a.id }; renderAlerts(); showAlert(a.id); },
     },
       h("span", { class: "title" }, name(a.title),
