@@ -125,6 +125,9 @@ def serve(args: argparse.Namespace) -> None:
             create_app(ctx), host="127.0.0.1", port=args.port, log_level="warning", ws="none"
         )
     )
+    from parkguard.users import bootstrap_admin
+
+    bootstrap_admin(engine, demo=False, url=f"http://127.0.0.1:{args.port}/")
     signal.signal(signal.SIGTERM, lambda *_: setattr(server, "should_exit", True))
     try:
         server.run()
@@ -196,7 +199,8 @@ def load(args: argparse.Namespace) -> None:
 class Stream:
     """Reads the SSE stream in a thread; notes when each detector's pre-alarm arrives."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, token: str) -> None:
+        self.headers = {"Authorization": f"Bearer {token}"}
         self.arrived: dict[str, float] = {}
         self.wakeup = threading.Condition()
         self.connected = threading.Event()
@@ -209,7 +213,8 @@ class Stream:
 
     def _run(self, url: str) -> None:
         try:
-            with httpx.stream("GET", url, timeout=None) as response:
+            with httpx.stream("GET", url, headers=self.headers, timeout=None) as response:
+                response.raise_for_status()
                 self.response = response
                 self.connected.set()
                 for line in response.iter_lines():
@@ -311,7 +316,8 @@ def main() -> None:
     make_park(url, site, 2 * (args.alarms + warm))
     port = free_port()
     script = [sys.executable, __file__, "--broker", args.broker, "--site", site]
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    password = uuid.uuid4().hex
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "PARKGUARD_ADMIN_PASSWORD": password}
     server = subprocess.Popen(
         [*script, "--serve", "--database-url", url, "--port", str(port)], env=env
     )
@@ -319,7 +325,12 @@ def main() -> None:
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"alarm-{uuid.uuid4().hex[:8]}")
     try:
         _wait_http(f"http://127.0.0.1:{port}/api/v1/health", server)
-        stream = Stream(f"http://127.0.0.1:{port}/api/v1/alerts/stream")
+        token = httpx.post(
+            f"http://127.0.0.1:{port}/api/v1/auth/token",
+            data={"username": "admin", "password": password},
+            timeout=10,
+        ).json()["access_token"]
+        stream = Stream(f"http://127.0.0.1:{port}/api/v1/alerts/stream", token)
         host, broker_port = args.broker.split(":")
         client.connect(host, int(broker_port))
         client.loop_start()
