@@ -40,5 +40,6 @@ fi
 .venv/bin/python -m pip install -q -e '.[dev]'
 
 .venv/bin/ruff check .
+.venv/bin/ruff format --check .
 .venv/bin/mypy
 .venv/bin/python -m pytest "$@"
