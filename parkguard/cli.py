@@ -196,6 +196,8 @@ def run_server(settings: Settings, pick_free_ports: bool = False, demo: bool = F
     signal.signal(signal.SIGTERM, _terminate)
     try:
         server.run()
+    except KeyboardInterrupt:
+        pass  # uvicorn has shut down already and hands Ctrl-C back: a clean stop
     finally:
         runtime.stop()
     return 0
