@@ -14,6 +14,7 @@ from api.context import AppContext
 from api.routers import (
     alerts,
     dead_letters,
+    demo,
     devices,
     health,
     intactness,
@@ -36,6 +37,7 @@ ROUTERS: list[APIRouter] = [
     maintenance.router,
     intactness.router,
     plans.router,
+    demo.router,
     metrics.router,
     reports.router,
     auth.router,

@@ -70,6 +70,8 @@ RULES: dict[tuple[str, str], frozenset[str]] = {
     # intactness: devices out of service on purpose (issue 6)
     ("POST", "/api/v1/intactness/devices/{device_id}/out-of-service"): _FIELD,
     ("POST", "/api/v1/intactness/devices/{device_id}/back-in-service"): _FIELD,
+    # the demo's simulated fleet (issue 8): the room plays scenarios
+    ("POST", "/api/v1/demo/scenarios/{name}/play"): _ROOM,
     # compliance reports and the training register
     ("POST", "/api/v1/reports/stored"): _MANAGERS,
     ("POST", "/api/v1/training"): _MANAGERS,

@@ -124,6 +124,8 @@ class Runtime:
         assert self.collector is not None and self.settings.site is not None
         address = self.collector.address
         self.fleet, _day = start_fleet(self.settings.site, _broker_url(address))
+        if self.app is not None:
+            self.app.state.ctx.extras["scenarios"] = _ScenarioPlayer(self.fleet)
         log.info("simulated fleet of %s running a normal day", self.settings.site)
 
     def _start_rules(self, address: BrokerAddress, catalogue: Catalogue) -> RulesService | None:
@@ -216,6 +218,45 @@ class Runtime:
         # amqtt speaks MQTT 3.1.1 only
         self.settings = self.settings.model_copy(update={"mqtt_protocol": "3.1.1"})
         return BrokerAddress("127.0.0.1", port)
+
+
+@dataclass
+class _ScenarioPlayer:
+    """The demo fleet's scenarios for the API (api.routers.demo.ScenarioPlayer)."""
+
+    fleet: Any
+
+    def scenarios(self) -> list[dict[str, Any]]:
+        from simulators.scenario import list_scenarios, load_scenario
+
+        out = []
+        for name in list_scenarios():
+            scenario = load_scenario(name)
+            out.append(
+                {
+                    "name": name,
+                    "title_zh": scenario.title.zh,
+                    "title_en": scenario.title.en,
+                    "drill": scenario.drill,
+                }
+            )
+        return out
+
+    def play(self, name: str, speed: float, drill: bool) -> dict[str, Any]:
+        from simulators.scenario import ScenarioError, list_scenarios, load_scenario
+
+        if name not in list_scenarios():
+            raise KeyError(name)
+        try:
+            playback = self.fleet.play(load_scenario(name), speed=speed, drill=drill)
+        except ScenarioError as exc:
+            raise ValueError(str(exc)) from exc
+        return {
+            "scenario": name,
+            "steps": len(playback.steps),
+            "speed": playback.speed,
+            "drill": playback.drill,
+        }
 
 
 @dataclass

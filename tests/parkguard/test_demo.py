@@ -70,6 +70,33 @@ def test_the_demo_serves_the_console_and_simulated_data_within_30_s(tmp_path: Pa
         ).json()
         assert devices["total"] >= 300
         assert any(d["presence"] == "online" for d in devices["items"])
+
+        # a visitor plays a scenario, as the console's button does
+        names = [
+            s["name"]
+            for s in httpx.get(f"{base}/api/v1/demo/scenarios", headers=headers, timeout=5).json()
+        ]
+        assert "warehouse-fire" in names
+        unknown = httpx.post(
+            f"{base}/api/v1/demo/scenarios/no-such/play", headers=headers, timeout=5
+        )
+        assert unknown.status_code == 404
+        played = httpx.post(
+            f"{base}/api/v1/demo/scenarios/warehouse-fire/play",
+            json={"drill": True, "speed": 30},
+            headers=headers,
+            timeout=5,
+        )
+        assert played.status_code == 202, played.text
+        assert played.json()["drill"] is True
+
+        def fire_alerts() -> set[str]:
+            body = httpx.get(
+                f"{base}/api/v1/alerts", params={"limit": 200}, headers=headers, timeout=5
+            ).json()
+            return {a["rule"] for a in body["items"]}
+
+        wait_for(lambda: "fire-prealarm" in fire_alerts(), timeout=30, what="the drill's alarm")
     finally:
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=60)

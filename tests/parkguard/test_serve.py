@@ -91,6 +91,11 @@ def test_two_detectors_in_one_zone_raise_a_confirmed_fire(
     assert confirmed[0]["severity"] == "critical"
     device = httpx.get(f"{served}/api/v1/devices/A1-W1-SD001", headers=auth, timeout=5).json()
     assert device["state"]["presence"] == "online"
+    # a real park has no simulated fleet to play scenarios into
+    fleetless = httpx.post(
+        f"{served}/api/v1/demo/scenarios/warehouse-fire/play", headers=auth, timeout=5
+    )
+    assert fleetless.status_code == 503
 
 
 def test_a_bad_rule_file_stops_start_up_with_one_clear_sentence(tmp_path: Path) -> None:

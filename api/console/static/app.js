@@ -156,6 +156,7 @@ async function boot() {
   }
   $("login-form").addEventListener("submit", onLogin);
   $("logout").addEventListener("click", onLogout);
+  $("play-scenario").addEventListener("click", () => { playScenario().catch(() => {}); });
   $("mute").addEventListener("click", () => {
     S.muted = !S.muted;
     sessionStorage.setItem("parkguard.muted", S.muted ? "1" : "0");
@@ -233,6 +234,36 @@ function stopAll() {
   document.body.dataset.alerting = "false";
 }
 
+// The demo's simulated fleet: present only under `parkguard demo` (503 elsewhere).
+async function loadScenarios() {
+  let list;
+  try {
+    list = await api("/api/v1/demo/scenarios", { allow: [503, 403] });
+  } catch (err) {
+    return;
+  }
+  if (!Array.isArray(list) || !list.length) return;
+  const select = $("scenario");
+  select.replaceChildren();
+  for (const sc of list) {
+    const option = document.createElement("option");
+    option.value = sc.name;
+    option.textContent = LANG === "en" ? sc.title_en : sc.title_zh;
+    select.appendChild(option);
+  }
+  $("demo-controls").hidden = false;
+}
+
+async function playScenario() {
+  const name = $("scenario").value;
+  if (!name) return;
+  const started = await api(`/api/v1/demo/scenarios/${encodeURIComponent(name)}/play`, {
+    method: "POST", body: { drill: true, speed: 1 },
+  });
+  document.body.dataset.lastScenario = started.scenario;
+  $("play-scenario").title = t("scenario_started") + $("scenario").selectedOptions[0].textContent;
+}
+
 async function start(me, csrf) {
   S.me = me;
   S.csrf = csrf;
@@ -250,6 +281,7 @@ async function start(me, csrf) {
   S.devices = new Map(S.layout.devices.map((d) => [d.id, d]));
   S.zones = new Map(S.layout.zones.map((z) => [z.id, z]));
   if (!S.plan) S.plan = firstPlan();
+  loadScenarios();
   openStream();
   pollFast();
   pollSlow();
