@@ -45,6 +45,8 @@ log = logging.getLogger(__name__)
 SECRET_ENV = "PARKGUARD_SECRET_KEY"
 ADMIN_PASSWORD_ENV = "PARKGUARD_ADMIN_PASSWORD"
 SESSION_COOKIE = "parkguard_session"
+FEED_SCOPE = "calendar"
+FEED_PARAM = "feed"
 CSRF_COOKIE = "parkguard_csrf"
 CSRF_HEADER = "X-CSRF-Token"
 TOKEN_TTL_S = 3600
@@ -255,6 +257,41 @@ class Auth:
             return None
         return _principal(user, "token")
 
+    def issue_feed_token(self, principal: Principal) -> str:
+        """A calendar-feed token: read-only use of the inspections feed by a phone, which
+        cannot send headers. It has no expiry (so it is refused as a bearer token) and ends
+        with the user's next password change or deactivation."""
+        with self.sessions() as session:
+            version = session.get_one(User, principal.id).password_version
+        claims = {
+            "sub": principal.username,
+            "uid": principal.id,
+            "pwv": version,
+            "iat": int(self.clock()),
+            "scope": FEED_SCOPE,
+        }
+        return jwt.encode(claims, self.signing_key(), algorithm=JWT_ALGORITHM)
+
+    def from_feed_token(self, token: str) -> Principal | None:
+        try:
+            claims = jwt.decode(
+                token,
+                self.signing_key(),
+                algorithms=[JWT_ALGORITHM],
+                options={"require": ["sub", "uid", "pwv", "iat", "scope"]},
+            )
+        except jwt.PyJWTError:
+            return None
+        if claims["scope"] != FEED_SCOPE or "exp" in claims:
+            return None
+        with self.sessions() as session:
+            user = session.get(User, claims["uid"])
+        if user is None or not user.active or user.username != claims["sub"]:
+            return None
+        if user.password_version != claims["pwv"]:
+            return None
+        return _principal(user, "token")
+
     def signing_key(self) -> str:
         """``PARKGUARD_SECRET_KEY``, or a secret generated once and kept in the database."""
         if self._secret_key is not None:
@@ -433,6 +470,9 @@ def authorize(request: Request, auth: AuthDep) -> None:
     if policy.is_public(method, template):
         return
     principal = auth.authenticate(request)
+    feed = request.query_params.get(FEED_PARAM)
+    if principal is None and feed and (method, template) in policy.FEED_ROUTES:
+        principal = auth.from_feed_token(feed)
     if principal is None:
         raise HTTPException(
             401,
@@ -636,6 +676,20 @@ def me(user: CurrentPrincipal) -> MePublic:
         via=user.via,
         csrf_token=user.csrf_token,
     )
+
+
+class FeedPublic(_Public):
+    url: str
+    """The caller's inspections calendar (iCalendar), to subscribe to from a phone; valid until
+    the caller's password changes."""
+
+
+@router.get("/auth/calendar-feed", response_model=FeedPublic, summary="One's calendar feed URL")
+def calendar_feed(request: Request, auth: AuthDep, user: CurrentPrincipal) -> FeedPublic:
+    """A subscribable URL of the caller's own inspections (``assignee=me``)."""
+    token = auth.issue_feed_token(user)
+    base = str(request.base_url).rstrip("/")
+    return FeedPublic(url=f"{base}/api/v1/inspections.ics?assignee=me&{FEED_PARAM}={token}")
 
 
 @router.post("/auth/password", status_code=204, summary="Change one's own password")

@@ -78,6 +78,11 @@ RULES: dict[tuple[str, str], frozenset[str]] = {
 }
 
 
+FEED_ROUTES: frozenset[tuple[str, str]] = frozenset({("GET", "/api/v1/inspections.ics")})
+"""Routes a calendar-feed token (``?feed=``, see api.auth) may read: calendar apps cannot send
+an Authorization header."""
+
+
 def is_public(method: str, template: str) -> bool:
     return (method, template) in PUBLIC or (method == "HEAD" and ("GET", template) in PUBLIC)
 

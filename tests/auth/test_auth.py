@@ -7,10 +7,12 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from urllib.parse import parse_qs, urlsplit
 
 import jwt
 import pytest
 from fastapi.testclient import TestClient
+from icalendar import Calendar
 from sqlalchemy import select, text
 from sqlalchemy.exc import DBAPIError
 
@@ -372,3 +374,40 @@ def test_the_audit_log_cannot_be_changed(client: TestClient, ctx: AppContext) ->
             connection.execute(text(statement))
     with ctx.sessions() as session:
         assert session.scalars(select(AuditRecord.status)).all() == [401]
+
+
+# ---- the crew's calendar feed (a phone cannot send a token) ---------------------------------
+
+
+def _feed_path(client: TestClient) -> tuple[str, str]:
+    answer = client.get("/api/v1/auth/calendar-feed", headers=bearer(client))
+    assert answer.status_code == 200, answer.text
+    url = urlsplit(answer.json()["url"])
+    return url.path, parse_qs(url.query)["feed"][0]
+
+
+def test_the_feed_url_reads_the_calendar_without_a_header(client: TestClient) -> None:
+    path, feed = _feed_path(client)
+    assert path == "/api/v1/inspections.ics"
+    answer = client.get(path, params={"assignee": "me", "feed": feed})
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["content-type"].startswith("text/calendar")
+    Calendar.from_ical(answer.content)
+
+
+def test_the_feed_token_opens_nothing_else_and_no_guess_works(client: TestClient) -> None:
+    _path, feed = _feed_path(client)
+    assert client.get("/api/v1/alerts", params={"feed": feed}).status_code == 401
+    assert (
+        client.get("/api/v1/alerts", headers={"Authorization": f"Bearer {feed}"}).status_code == 401
+    )
+    for bad in ("", "x", feed[:-2] + "zz", "<script>", "a" * 5000):
+        assert client.get("/api/v1/inspections.ics", params={"feed": bad}).status_code == 401
+
+
+def test_a_password_change_ends_the_feed(client: TestClient) -> None:
+    path, feed = _feed_path(client)
+    headers = bearer(client)
+    body = {"current_password": PASSWORD, "new_password": "another long password"}
+    assert client.post("/api/v1/auth/password", json=body, headers=headers).status_code == 204
+    assert client.get(path, params={"feed": feed}).status_code == 401
