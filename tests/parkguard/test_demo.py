@@ -47,6 +47,14 @@ def test_the_demo_serves_the_console_and_simulated_data_within_30_s(tmp_path: Pa
         )
         match = printed.search(log.read_text())
         assert match, log.read_text()[-2000:]
+
+        def answering() -> bool:
+            try:
+                return httpx.get(f"{base}/api/v1/health", timeout=2).status_code in (200, 503)
+            except httpx.TransportError:
+                return False
+
+        wait_for(answering, timeout=30, what="the API answering")
         console = httpx.get(f"{base}/", follow_redirects=True, timeout=5)
         assert console.status_code == 200 and "<html" in console.text.lower()
         token = httpx.post(

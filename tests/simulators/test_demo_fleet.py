@@ -60,7 +60,9 @@ def test_the_demo_fleet_runs_on_the_embedded_broker_and_takes_scenarios(
                 assert "handed fire-lane-blocked (drill) to the fleet of cdpark" in (
                     capsys.readouterr().out
                 )
-                wait_until(lambda: len(events_of(observer, "FL-E-FLM002")) == 2, what="lane")
+                wait_until(
+                    lambda: len(events_of(observer, "FL-E-FLM002")) == 2, timeout=30, what="lane"
+                )
 
                 observer_client = observer._client
                 assert observer_client is not None
