@@ -21,7 +21,7 @@ import urllib.parse
 import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import orjson
 import paho.mqtt.client as mqtt
@@ -244,20 +244,26 @@ def post(hook: Webhook, body: dict[str, Any]) -> None:
             raise DeliveryError(f"robot answered errcode {code}: {answer[:200]!r}")
 
 
-class WebhookFanout:
+C = TypeVar("C")
+
+
+class WebhookDelivery(Generic[C]):
     """One delivery thread per webhook, so each receives changes in commit order; a change
-    is retried with doubling backoff and dead-lettered in the database after its last try."""
+    is retried with doubling backoff and dead-lettered in the database after its last try.
+
+    Subclasses say which changes a hook wants, how a change is rendered and how its dead
+    letter is stored; alerts and incidents share this loop."""
+
+    thread_prefix = "webhook"
 
     def __init__(
         self,
-        bus: Bus[AlertChange],
+        bus: Bus[C],
         hooks: Sequence[Webhook],
-        store: AlertStore,
         send: Callable[[Webhook, dict[str, Any]], None] = post,
     ) -> None:
         self.bus = bus
         self.hooks = tuple(hooks)
-        self.store = store
         self.send = send
         self.delivered = 0
         self.retried = 0
@@ -265,7 +271,20 @@ class WebhookFanout:
         self.dead_letter_errors = 0
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
-        self._subscriptions: list[Subscription[AlertChange]] = []
+        self._subscriptions: list[Subscription[C]] = []
+
+    def wanted(self, hook: Webhook, change: C) -> bool:
+        raise NotImplementedError
+
+    def body(self, hook: Webhook, change: C) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def describe(self, change: C) -> str:
+        """The change in a log line."""
+        raise NotImplementedError
+
+    def record_dead_letter(self, hook: Webhook, change: C, attempts: int, error: str) -> None:
+        raise NotImplementedError
 
     def start(self) -> None:
         self._stop.clear()
@@ -273,7 +292,9 @@ class WebhookFanout:
             subscription = self.bus.subscribe_queue(100_000)
             self._subscriptions.append(subscription)
             thread = threading.Thread(
-                target=self._run, args=(hook, subscription), name=f"webhook-{hook.name}"
+                target=self._run,
+                args=(hook, subscription),
+                name=f"{self.thread_prefix}-{hook.name}",
             )
             thread.daemon = True
             thread.start()
@@ -293,19 +314,14 @@ class WebhookFanout:
         self._threads.clear()
         self._subscriptions.clear()
 
-    @staticmethod
-    def wanted(hook: Webhook, change: AlertChange) -> bool:
-        severity = str(change.alert["severity"])
-        return change.notify and SEVERITY_RANK[severity] >= SEVERITY_RANK[hook.min_severity]
-
-    def _run(self, hook: Webhook, subscription: Subscription[AlertChange]) -> None:
+    def _run(self, hook: Webhook, subscription: Subscription[C]) -> None:
         while not self._stop.is_set():
             change = subscription.get(0.2)
             if change is not None and self.wanted(hook, change):
                 self._deliver(hook, change)
 
-    def _deliver(self, hook: Webhook, change: AlertChange) -> None:
-        body = render(hook, change)
+    def _deliver(self, hook: Webhook, change: C) -> None:
+        body = self.body(hook, change)
         error = "not attempted"
         for attempt in range(hook.retries + 1):
             if attempt:
@@ -327,11 +343,40 @@ class WebhookFanout:
             return
         self._dead(hook, change, hook.retries + 1, error)
 
-    def _dead(self, hook: Webhook, change: AlertChange, attempts: int, error: str) -> None:
+    def _dead(self, hook: Webhook, change: C, attempts: int, error: str) -> None:
         self.dead += 1
-        log.error("webhook %s: alert %s dead-lettered: %s", hook.name, change.alert["id"], error)
+        log.error("webhook %s: %s dead-lettered: %s", hook.name, self.describe(change), error)
         try:
-            self.store.record_dead_letter(hook.name, change, attempts, error)
+            self.record_dead_letter(hook, change, attempts, error)
         except SQLAlchemyError:
             self.dead_letter_errors += 1  # the error log line above is then the only record
             log.exception("webhook %s: the dead letter could not be stored", hook.name)
+
+
+class WebhookFanout(WebhookDelivery[AlertChange]):
+    """Alert changes to the rule files' webhooks."""
+
+    def __init__(
+        self,
+        bus: Bus[AlertChange],
+        hooks: Sequence[Webhook],
+        store: AlertStore,
+        send: Callable[[Webhook, dict[str, Any]], None] = post,
+    ) -> None:
+        super().__init__(bus, hooks, send)
+        self.store = store
+
+    def wanted(self, hook: Webhook, change: AlertChange) -> bool:
+        severity = str(change.alert["severity"])
+        return change.notify and SEVERITY_RANK[severity] >= SEVERITY_RANK[hook.min_severity]
+
+    def body(self, hook: Webhook, change: AlertChange) -> dict[str, Any]:
+        return render(hook, change)
+
+    def describe(self, change: AlertChange) -> str:
+        return f"alert {change.alert['id']}"
+
+    def record_dead_letter(
+        self, hook: Webhook, change: AlertChange, attempts: int, error: str
+    ) -> None:
+        self.store.record_dead_letter(hook.name, change, attempts, error)

@@ -58,10 +58,9 @@ from core.contract import alerts_topic, now_ms
 from core.models_alerts import WebhookDeadLetter
 from rules.alerts import AlertChange
 from rules.fanout import (
-    MAX_BACKOFF_S,
     SEVERITY_ZH,
-    DeliveryError,
     MqttTarget,
+    WebhookDelivery,
     _escape,
     post,
 )
@@ -457,9 +456,10 @@ def markdown(change: IncidentChange) -> str:
     return "\n".join(lines)
 
 
-class IncidentWebhooks:
-    """One delivery thread per webhook, so each receives changes in commit order; a change
-    is retried with doubling backoff and dead-lettered in the database after its last try."""
+class IncidentWebhooks(WebhookDelivery[IncidentChange]):
+    """Incident changes to the rule files' webhooks (the delivery loop is the alerts' one)."""
+
+    thread_prefix = "incident-webhook"
 
     def __init__(
         self,
@@ -468,93 +468,31 @@ class IncidentWebhooks:
         store: IncidentStore,
         send: Callable[[Webhook, dict[str, Any]], None] = post,
     ) -> None:
-        self.bus = bus
-        self.hooks = tuple(hooks)
+        super().__init__(bus, hooks, send)
         self.store = store
-        self.send = send
-        self.delivered = 0
-        self.retried = 0
-        self.dead = 0
-        self.dead_letter_errors = 0
-        self._stop = threading.Event()
-        self._threads: list[threading.Thread] = []
-        self._subscriptions: list[Subscription[IncidentChange]] = []
 
-    def start(self) -> None:
-        self._stop.clear()
-        for hook in self.hooks:
-            subscription = self.bus.subscribe_queue(100_000)
-            self._subscriptions.append(subscription)
-            thread = threading.Thread(
-                target=self._run, args=(hook, subscription), name=f"incident-webhook-{hook.name}"
-            )
-            thread.daemon = True
-            thread.start()
-            self._threads.append(thread)
-
-    def stop(self, timeout_s: float = 10.0) -> None:
-        """Stop; what could not be delivered before is dead-lettered, never dropped."""
-        for subscription in self._subscriptions:
-            subscription.close()
-        self._stop.set()
-        for thread in self._threads:
-            thread.join(timeout_s)
-        for hook, subscription in zip(self.hooks, self._subscriptions, strict=True):
-            while (change := subscription.get(0)) is not None:
-                if self.wanted(hook, change):
-                    self._dead(hook, change, 0, "service stopped before delivery")
-        self._threads.clear()
-        self._subscriptions.clear()
-
-    @staticmethod
-    def wanted(hook: Webhook, change: IncidentChange) -> bool:
+    def wanted(self, hook: Webhook, change: IncidentChange) -> bool:
         severity = str(change.incident["severity"])
         return SEVERITY_RANK.get(severity, 3) >= SEVERITY_RANK[hook.min_severity]
 
-    def _run(self, hook: Webhook, subscription: Subscription[IncidentChange]) -> None:
-        while not self._stop.is_set():
-            change = subscription.get(0.2)
-            if change is not None and self.wanted(hook, change):
-                self._deliver(hook, change)
+    def body(self, hook: Webhook, change: IncidentChange) -> dict[str, Any]:
+        return render(hook, change)
 
-    def _deliver(self, hook: Webhook, change: IncidentChange) -> None:
-        body = render(hook, change)
-        error = "not attempted"
-        for attempt in range(hook.retries + 1):
-            if attempt:
-                self.retried += 1
-                if self._stop.wait(min(hook.backoff * 2 ** (attempt - 1), MAX_BACKOFF_S)):
-                    self._dead(hook, change, attempt, f"service stopped; last error: {error}")
-                    return
-            try:
-                self.send(hook, body)
-            except DeliveryError as exc:
-                error = str(exc)
-                log.warning("webhook %s: attempt %d failed: %s", hook.name, attempt + 1, error)
-                if exc.permanent:
-                    self._dead(hook, change, attempt + 1, error)
-                    return
-                continue
-            self.delivered += 1
-            return
-        self._dead(hook, change, hook.retries + 1, error)
+    def describe(self, change: IncidentChange) -> str:
+        return f"incident change {change.seq}"
 
-    def _dead(self, hook: Webhook, change: IncidentChange, attempts: int, error: str) -> None:
-        self.dead += 1
-        log.error("webhook %s: incident change %s dead-lettered: %s", hook.name, change.seq, error)
-        try:
-            with self.store.writing() as session:
-                session.add(
-                    WebhookDeadLetter(
-                        webhook=hook.name,
-                        created_ms=self.store.clock(),
-                        alert_id=None,
-                        seq=change.seq,
-                        attempts=attempts,
-                        last_error=error[:2000],
-                        payload=change.to_json() | {"type": "parkguard.incident"},
-                    )
+    def record_dead_letter(
+        self, hook: Webhook, change: IncidentChange, attempts: int, error: str
+    ) -> None:
+        with self.store.writing() as session:
+            session.add(
+                WebhookDeadLetter(
+                    webhook=hook.name,
+                    created_ms=self.store.clock(),
+                    alert_id=None,
+                    seq=change.seq,
+                    attempts=attempts,
+                    last_error=error[:2000],
+                    payload=change.to_json() | {"type": "parkguard.incident"},
                 )
-        except SQLAlchemyError:
-            self.dead_letter_errors += 1  # the error log line above is then the only record
-            log.exception("webhook %s: the dead letter could not be stored", hook.name)
+            )
