@@ -90,23 +90,41 @@ def _columns(row: ReadingRow) -> tuple[str, str, int, int, float | None, str | N
     return (row.device_id, row.metric, row.ts_ms, row.seq, float(value), None)
 
 
+ROWS_PER_INSERT = 160
+"""Rows per INSERT statement (960 parameters: under SQLite's oldest limit of 999)."""
+
+
 class SqlReadingsStore:
-    """Readings in the `readings` table of the relational store (SQLite or PostgreSQL)."""
+    """Readings in the `readings` table of the relational store (SQLite or PostgreSQL).
+
+    Rows go in as multi-row INSERTs, not executemany: the driver lets go of the GIL and takes
+    it back once per statement, and each taking back can wait a thread switch interval behind
+    the MQTT and rules threads, so executemany's one statement per row made a busy collector
+    slow to store telemetry and slow to reach the fire alarm waiting behind it."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        marker = "%s" if engine.dialect.paramstyle in ("format", "pyformat") else "?"
-        values = ", ".join([marker] * 6)
-        self._insert = (
-            "INSERT INTO readings (device_id, metric, ts_ms, seq, value, text) "
-            f"VALUES ({values}) ON CONFLICT DO NOTHING"
-        )
+        self._marker = "%s" if engine.dialect.paramstyle in ("format", "pyformat") else "?"
+        self._inserts: dict[int, str] = {}
 
     def write(self, connection: Connection, rows: Sequence[ReadingRow]) -> int:
-        if not rows:
-            return 0
-        result = connection.exec_driver_sql(self._insert, [_columns(r) for r in rows])
-        return max(result.rowcount, 0)
+        stored = 0
+        for start in range(0, len(rows), ROWS_PER_INSERT):
+            page = rows[start : start + ROWS_PER_INSERT]
+            params = tuple(value for row in page for value in _columns(row))
+            result = connection.exec_driver_sql(self._insert(len(page)), params)
+            stored += max(result.rowcount, 0)
+        return stored
+
+    def _insert(self, rows: int) -> str:
+        statement = self._inserts.get(rows)
+        if statement is None:
+            one = "(" + ", ".join([self._marker] * 6) + ")"
+            statement = self._inserts[rows] = (
+                "INSERT INTO readings (device_id, metric, ts_ms, seq, value, text) "
+                f"VALUES {', '.join([one] * rows)} ON CONFLICT DO NOTHING"
+            )
+        return statement
 
     def start(self) -> None:
         """Nothing runs in the background: readings commit with the collector's batch."""
