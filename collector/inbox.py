@@ -77,6 +77,22 @@ class Inbox:
                 if len(bulk) == 1 or len(bulk) == self._batch_hint:
                     self._cond.notify()
 
+    def has_urgent(self) -> bool:
+        """Whether urgent items wait (read without the lock: a hint, checked often)."""
+        return bool(self._urgent)
+
+    def requeue(self, items: list[Item]) -> None:
+        """Put items taken but not written back at the front, due at once. They were counted
+        when they first came in, so this never blocks on a full inbox."""
+        if not items:
+            return
+        with self._cond:
+            for item in reversed(items):
+                urgent = isinstance(item, Control) or is_urgent(item.topic)
+                (self._urgent if urgent else self._bulk).appendleft(item)
+            self._bulk_since = 0.0
+            self._cond.notify()
+
     def take(self, batch_size: int, linger_s: float) -> tuple[list[Item], bool]:
         """Wait for work; return (items, urgent).
 

@@ -12,7 +12,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from collector.client import BrokerAddress, MqttSource
 from collector.decode import Decoder, RegisteredDevice
-from collector.inbox import Inbox, Item, Received
+from collector.inbox import Inbox, Item
 from collector.metrics import IngestMetrics
 from collector.presence import DeviceStates
 from collector.writer import Writer
@@ -75,7 +75,7 @@ class Collector:
             self.engine, self.readings, decoder, states, self.metrics, self.listeners
         )
         states.all_unknown(now_ms(), "startup")
-        self._writer.notify(self._writer.write([], now_ms()))
+        self._writer.notify(self._writer.write([], now_ms()).committed)
         self._source = MqttSource(
             self.address,
             self.settings.mqtt_client_id,
@@ -132,7 +132,7 @@ class Collector:
         next_sweep = time.monotonic() + settings.presence_sweep_s
         next_refresh = time.monotonic() + REGISTER_REFRESH_S
         while True:
-            items, _urgent = self.inbox.take(settings.batch_size, linger)
+            items, urgent = self.inbox.take(settings.batch_size, linger)
             self.metrics.queue_depth.set(len(self.inbox))
             now = time.monotonic()
             sweep = now >= next_sweep
@@ -142,15 +142,16 @@ class Collector:
                 next_refresh = now + REGISTER_REFRESH_S
                 self._refresh_register(writer)
             if items or sweep:
-                self._commit(writer, items, sweep)
+                self._commit(writer, items, sweep, urgent)
             elif self._stop.is_set() and not len(self.inbox):
                 return
 
-    def _commit(self, writer: Writer, items: list[Item], sweep: bool) -> None:
+    def _commit(self, writer: Writer, items: list[Item], sweep: bool, urgent: bool) -> None:
         delay = 0.2
         while True:
             try:
-                committed = writer.write(items, now_ms(), sweep)
+                yield_to = None if urgent else self._urgent_waits
+                written = writer.write(items, now_ms(), sweep, urgent=urgent, yield_to=yield_to)
                 break
             except SQLAlchemyError as exc:
                 # an outage is not a bug: its message, not a traceback that pins connections
@@ -164,9 +165,16 @@ class Collector:
                     return  # not acknowledged: the broker delivers these again
                 delay = min(delay * 2, RETRY_MAX_S)
                 self._reload_states(writer)
+        self.inbox.requeue(written.deferred)
         if self._source is not None:
-            self._source.ack([i for i in items if isinstance(i, Received)])
-        writer.notify(committed)
+            self._source.ack(written.done)
+        writer.notify(written.committed)
+
+    def _urgent_waits(self) -> bool:
+        """Whether a telemetry transaction should commit early: an event or status message
+        waits in the inbox, or another writer of this process has an alert to store."""
+        assert self._writer is not None
+        return self.inbox.has_urgent() or self._writer.gate.urgent_waiting
 
     def _reload_states(self, writer: Writer) -> None:
         try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import cast
 
@@ -24,6 +24,7 @@ from core.contract import (
     Telemetry,
     is_outbound,
 )
+from core.db import write_gate
 from core.ingest import BatchListener, CommittedBatch
 from core.models import DeadLetter, DeviceEvent
 from core.readings import ReadingRow, ReadingsStore
@@ -31,6 +32,8 @@ from core.readings import ReadingRow, ReadingsStore
 log = logging.getLogger(__name__)
 EVENTS = cast(Table, DeviceEvent.__table__)
 DEAD = cast(Table, DeadLetter.__table__)
+CHUNK = 50
+"""Messages decoded and stored between two looks for urgent work (a few milliseconds)."""
 
 
 @dataclass(slots=True)
@@ -41,6 +44,15 @@ class _Batch:
     received: list[Received] = field(default_factory=list)
     suspects: set[int] = field(default_factory=set)
     """Indexes into telemetry of messages that may have been stored before (redeliveries)."""
+
+
+@dataclass(slots=True)
+class Written:
+    committed: CommittedBatch
+    done: list[Received]
+    """The messages now stored (or dead-lettered, or dropped as duplicates): ack these."""
+    deferred: list[Item]
+    """The tail of the items, left unread because urgent work came first: write these next."""
 
 
 class Writer:
@@ -64,24 +76,52 @@ class Writer:
         self.connected_since_ms: int | None = None
         dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
         self._insert_event = dialect.insert(EVENTS).on_conflict_do_nothing().returning(EVENTS.c.id)
+        self.gate = write_gate(engine)
 
-    def write(self, items: list[Item], now_ms: int, sweep: bool = False) -> CommittedBatch:
-        """Write one batch durably; return what was new. Raises if the database fails."""
-        batch = self._decode(items, now_ms)
+    def write(
+        self,
+        items: list[Item],
+        now_ms: int,
+        sweep: bool = False,
+        *,
+        urgent: bool = False,
+        yield_to: Callable[[], bool] | None = None,
+    ) -> Written:
+        """Write items durably in one transaction; return what was new. Raises if the
+        database fails.
+
+        Items are read and stored a chunk at a time; between chunks ``yield_to()`` is asked
+        whether urgent work waits (a fire alarm in the inbox, an alert to store). If so the
+        transaction commits what it has and the rest comes back as ``deferred``, so an alarm
+        waits for one chunk of telemetry, not a whole batch."""
         if sweep:
             types = {d: r.type for d, r in self.decoder.register.items()}
             self.states.sweep(now_ms, self.connected_since_ms, types)
+        batch = _Batch()
+        seen: set[tuple[str, int, int]] = set()
+        new_telemetry: list[Telemetry] = []
+        new_events: list[Event] = []
+        deferred: list[Item] = []
         started = time.perf_counter()
-        with self.engine.begin() as connection:
-            new_telemetry = self._store_telemetry(connection, batch)
-            new_events = self._store_events(connection, batch.events, now_ms)
-            if batch.dead:
-                connection.execute(insert(DEAD), batch.dead)
+        with self.gate.hold(urgent), self.engine.begin() as connection:
+            for start in range(0, len(items), CHUNK):
+                if start and yield_to is not None and yield_to():
+                    deferred = items[start:]
+                    break
+                part = self._decode(items[start : start + CHUNK], now_ms, seen, batch.received)
+                new_telemetry += self._store_telemetry(connection, part)
+                new_events += self._store_events(connection, part.events, now_ms)
+                if part.dead:
+                    connection.execute(insert(DEAD), part.dead)
+                batch.telemetry += part.telemetry
+                batch.events += part.events
+                batch.dead += part.dead
             presence = self.states.flush(connection)
         self.metrics.batch_seconds.observe(time.perf_counter() - started)
         self.metrics.messages_in.inc(len(batch.received))
         self._count(batch, new_telemetry, new_events)
-        return CommittedBatch(new_telemetry, new_events, presence)
+        committed = CommittedBatch(new_telemetry, new_events, presence)
+        return Written(committed, batch.received, deferred)
 
     def notify(self, committed: CommittedBatch) -> None:
         """Hand a committed batch downstream; a failing listener is logged and counted."""
@@ -94,14 +134,19 @@ class Writer:
                 self.metrics.listener_errors.inc()
                 log.exception("listener %r failed on a committed batch", listener)
 
-    def _decode(self, items: list[Item], now_ms: int) -> _Batch:
+    def _decode(
+        self,
+        items: list[Item],
+        now_ms: int,
+        seen: set[tuple[str, int, int]],
+        received: list[Received],
+    ) -> _Batch:
         batch = _Batch()
-        seen: set[tuple[str, int, int]] = set()
         for item in items:
             if isinstance(item, Control):
                 self._control(item)
                 continue
-            batch.received.append(item)
+            received.append(item)
             if is_outbound(item.topic):
                 continue
             try:

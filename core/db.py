@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from importlib import resources
@@ -46,6 +47,65 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()
+
+
+class WriteGate:
+    """One process's writers to one SQLite file, in turn, urgent ones first.
+
+    SQLite lets one writer in at a time and makes the others poll with growing sleeps (5, 10,
+    ... 25 ms), so an alarm's write could oversleep behind a batch of telemetry. Writers that
+    share a gate queue here instead and go the moment the file is free; an urgent writer goes
+    before waiting normal ones, and a normal writer holding the gate can see that one waits
+    (``urgent_waiting``) and commit early. PostgreSQL locks rows, not the database: its gate
+    lets everyone through.
+    """
+
+    def __init__(self, exclusive: bool = True) -> None:
+        self.exclusive = exclusive
+        self._cond = threading.Condition()
+        self._held = False
+        self._urgent = 0
+
+    @contextmanager
+    def hold(self, urgent: bool = False) -> Iterator[None]:
+        if not self.exclusive:
+            yield
+            return
+        with self._cond:
+            if urgent:
+                self._urgent += 1
+            try:
+                while self._held or (not urgent and self._urgent):
+                    self._cond.wait()
+            finally:
+                if urgent:
+                    self._urgent -= 1
+            self._held = True
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._held = False
+                self._cond.notify_all()
+
+    @property
+    def urgent_waiting(self) -> bool:
+        return self._urgent > 0
+
+
+_gates: dict[str, WriteGate] = {}
+_gates_lock = threading.Lock()
+_OPEN_GATE = WriteGate(exclusive=False)
+
+
+def write_gate(engine: Engine) -> WriteGate:
+    """The gate of the database behind ``engine``, shared by every engine of this process on
+    the same SQLite file."""
+    if engine.dialect.name != "sqlite" or not engine.url.database:
+        return _OPEN_GATE
+    key = str(Path(engine.url.database).resolve())
+    with _gates_lock:
+        return _gates.setdefault(key, WriteGate())
 
 
 def session_factory(engine: Engine) -> SessionFactory:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from core.bus import Bus
 from core.contract import now_ms
-from core.db import make_engine
+from core.db import make_engine, write_gate
 from core.models_alerts import Alert, AlertJournal, WebhookDeadLetter
 from rules import timers
 from rules.engine import CancelTimer, Clear, Decision, Key, Raise, Timer
@@ -204,6 +204,13 @@ def write_engine(url: str) -> Engine:
     return engine
 
 
+def urgent_write(engine: Engine | None) -> AbstractContextManager[None]:
+    """Alerts and incidents are urgent writes: on SQLite they go before this process's
+    telemetry (``core.db.WriteGate``)."""
+    assert engine is not None, "open() the store first"
+    return write_gate(engine).hold(urgent=True)
+
+
 class AlertStore:
     """Alerts in the relational store. Construct, ``open()``, use from any thread, ``close()``.
 
@@ -256,7 +263,7 @@ class AlertStore:
         assert self._write is not None, "AlertStore.open() first"
         with self._lock:
             tx = _Tx(self.clock())
-            with self._write() as session, session.begin():
+            with urgent_write(self._writer), self._write() as session, session.begin():
                 result = work(session, tx)
             for change in tx.changes:
                 self.bus.publish(change)
@@ -731,7 +738,7 @@ class AlertStore:
         self, webhook: str, change: AlertChange, attempts: int, error: str
     ) -> None:
         assert self._write is not None, "AlertStore.open() first"
-        with self._write() as session, session.begin():
+        with urgent_write(self._writer), self._write() as session, session.begin():
             session.add(
                 WebhookDeadLetter(
                     webhook=webhook,

@@ -43,7 +43,7 @@ from core.models_incidents import (
     IncidentMark,
     IncidentStep,
 )
-from rules.alerts import display_state, iso, write_engine
+from rules.alerts import display_state, iso, urgent_write, write_engine
 from rules.alerts import public as alert_public
 from rules.plans import Plan, PlanSet, fill, role_title
 
@@ -289,7 +289,7 @@ class IncidentStore:
         assert self._write is not None, "IncidentStore.open() first"
         with self._lock:
             tx = _Tx(self.clock())
-            with self._write() as session, session.begin():
+            with urgent_write(self._writer), self._write() as session, session.begin():
                 result = work(session, tx)
             for change in tx.changes:
                 self.bus.publish(change)
@@ -305,7 +305,7 @@ class IncidentStore:
     def writing(self) -> Iterator[Session]:
         """A write transaction that publishes nothing (e.g. a webhook dead letter)."""
         assert self._write is not None, "IncidentStore.open() first"
-        with self._write() as session, session.begin():
+        with urgent_write(self._writer), self._write() as session, session.begin():
             yield session
 
     # ---- activation ------------------------------------------------------------------------
