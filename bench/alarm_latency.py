@@ -277,6 +277,23 @@ def report(name: str, latencies: list[float], lost: int) -> str:
     )
 
 
+def cpu_seconds(process: subprocess.Popen[Any]) -> float:
+    fields = Path(f"/proc/{process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def calibrate() -> float:
+    """Milliseconds for 5 million additions in a Python loop, best of three: figures from
+    machines of different speed (or a shared one on a slow day) can be compared with it."""
+    best = float("inf")
+    for _ in range(3):
+        started, total = time.perf_counter(), 0
+        for i in range(5_000_000):
+            total += i
+        best = min(best, time.perf_counter() - started)
+    return best * 1000
+
+
 def free_port() -> int:
     import socket
 
@@ -341,10 +358,18 @@ def main() -> None:
         loader = subprocess.Popen([*script, "--load", "--rate", str(args.background)], env=env)
         time.sleep(args.warmup)
         measure(client, stream, site, busy[:warm], args.gap)
+        server_cpu, loader_cpu, began = cpu_seconds(server), cpu_seconds(loader), time.time()
         loaded = measure(client, stream, site, busy[warm:], args.gap)
+        busy_s = time.time() - began
+        server_cpu, loader_cpu = cpu_seconds(server) - server_cpu, cpu_seconds(loader) - loader_cpu
         stream.close()
+        print(f"CPU speed: a fixed pure-Python loop takes {calibrate():.0f} ms here")
         print(report("no background load", *quiet))
         print(report(f"with {args.background} telemetry msg/s", *loaded))
+        print(
+            f"  while loaded: server {server_cpu / busy_s:.0%} of one core, "
+            f"load generator {loader_cpu / busy_s:.0%}"
+        )
     finally:
         client.loop_stop()
         client.disconnect()

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
-from sqlalchemy import insert, text
+from sqlalchemy import Engine, insert, text
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -95,6 +95,20 @@ def proc_stats(pid: int) -> tuple[float, int]:
     return cpu, peak
 
 
+def wait_until_subscribed(engine: Engine, client: mqtt.Client, topic: str, ts_ms: int) -> None:
+    """Publish a probe reading (humidity only: not counted) until the collector stored it,
+    so that no measured message goes out before the collector has subscribed."""
+    probe = text("select count(*) from readings where metric = 'humidity_pct' and ts_ms = :ts")
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        client.publish(topic, encode_telemetry(ts_ms, 0, {"humidity_pct": 1.0}), qos=1)
+        time.sleep(0.5)
+        with engine.connect() as c:
+            if c.execute(probe, {"ts": ts_ms}).scalar_one():
+                return
+    raise SystemExit("the collector did not store a probe within 60 s")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--messages", type=int, default=450_000)
@@ -133,7 +147,6 @@ def main() -> None:
             )
 
     try:
-        time.sleep(2.0)
         client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bench-publisher")
         client.max_inflight_messages_set(0)  # paho rescans its queue on every ack when capped
         client.max_queued_messages_set(0)
@@ -141,6 +154,7 @@ def main() -> None:
         client.loop_start()
         topics = [topic_for(site, d, "telemetry") for d in devices]
         t0 = now_ms() - 1000
+        wait_until_subscribed(engine, client, topics[0], t0 - 1000)
         cpu0, _ = proc_stats(collector.pid)
         started = time.perf_counter()
         last_info = None
