@@ -34,6 +34,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from core.bus import Bus
 from core.contract import now_ms
 from core.db import make_engine
+from core.journal import journal_order
 from core.models import DeviceEvent, Site, Zone
 from core.models_alerts import Alert, AlertJournal
 from core.models_incidents import (
@@ -284,12 +285,22 @@ class IncidentStore:
         self._writer = self._reader = None
         self._write = self._read = None
 
+    @property
+    def write_lock(self) -> threading.Lock:
+        """Held across each write transaction and the publishing of its changes (a
+        ``core.journal.JournalBus`` reads other processes' changes under it)."""
+        return self._lock
+
     def _transaction(self, work: Callable[[Session, _Tx], Any]) -> Any:
         """Run ``work`` in one write transaction; publish its changes after the commit."""
         assert self._write is not None, "IncidentStore.open() first"
         with self._lock:
             tx = _Tx(self.clock())
-            with self._write() as session, session.begin():
+            with (
+                self._write() as session,
+                session.begin(),
+                journal_order(self.bus, session, tx.changes),
+            ):
                 result = work(session, tx)
             for change in tx.changes:
                 self.bus.publish(change)
@@ -956,6 +967,11 @@ class IncidentStore:
                     )
                 )
             return out
+
+    def journal_head(self) -> int:
+        """The last incident-journal seq, 0 for none."""
+        with self.reading() as session:
+            return int(session.scalar(select(func.max(IncidentJournal.id))) or 0)
 
     # ---- figures ---------------------------------------------------------------------------
 
