@@ -41,6 +41,8 @@ ALERTS = Alert.__table__
 SYSTEM = "system"
 DISPLAY_STATES = ("active", "acknowledged", "resolved", "shelved")
 MAX_NOTE = 2000
+JOURNAL_CHANNEL = "parkguard_alert_journal"
+"""The name a core.journal.JournalBus of the alert journal notifies and locks by."""
 QUIET_ACTIONS = frozenset({"cleared", "reactivated"})
 """Journaled transitions that are recorded but not notified (underneath a shelf or flapping)."""
 

@@ -110,6 +110,16 @@ class IncidentStats:
     the watermark stays before them, so the next start handles them."""
 
 
+@dataclass(frozen=True, slots=True)
+class IncidentDesk:
+    """The incidents as a process without the incident service sees them (``parkguard api``):
+    the store and the plans. People act on incidents through it; plans start from alerts, and
+    steps fall overdue, in the process that runs the IncidentService."""
+
+    store: IncidentStore
+    plans: PlanSet
+
+
 class IncidentService:
     """Construct, ``start()``, ``stop()``; the store is ``self.store``, the bus ``self.bus``."""
 

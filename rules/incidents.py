@@ -55,6 +55,8 @@ ALERTS_MARK = "alerts"
 TRIGGER_ACTIONS = ("raised", "severity")
 """Alert transitions that may start a plan: a new alert, or one whose severity went up."""
 DRILL_SLACK_MS = 2000
+JOURNAL_CHANNEL = "parkguard_incident_journal"
+"""The name a core.journal.JournalBus of the incident journal notifies and locks by."""
 
 
 class IncidentError(Exception):
