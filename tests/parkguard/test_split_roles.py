@@ -16,6 +16,7 @@ import pytest
 
 from core.contract import encode_event, encode_telemetry, now_ms, topic_for
 from tests.collector.helpers import publish_all, wait_for
+from tests.conftest import unique
 from tests.parkguard.split import (
     DETECTORS,
     LANE,
@@ -219,3 +220,70 @@ def test_the_api_roles_health_reads_the_collectors_report(
     assert any(p.startswith("collector: the collector split") and "stopped" in p for p in problems)
     metrics = httpx.get(f"{split.url}/metrics", headers=WANG, timeout=10).text
     assert "parkguard_collector_up 0.0" in metrics
+
+
+READS = [
+    "/api/v1/health",
+    "/api/v1/devices",
+    f"/api/v1/devices/{LANE}",
+    f"/api/v1/devices/{LANE}/readings?metric=obstructed",
+    "/api/v1/dead-letters",
+    "/api/v1/alerts",
+    "/api/v1/inspection-plans",
+    "/api/v1/inspections",
+    "/api/v1/inspections.ics",
+    "/api/v1/work-orders",
+    "/api/v1/intactness",
+    "/api/v1/intactness/history?start=2026-01-01T00:00:00Z&end=2026-01-02T00:00:00Z",
+    f"/api/v1/intactness/devices/{LANE}",
+    "/api/v1/plans",
+    "/api/v1/plans/fire",
+    "/api/v1/incidents",
+    "/api/v1/incidents/figures",
+    "/api/v1/demo/scenarios",
+    "/metrics",
+    "/api/v1/reports/compliance?period=2026-01&format=csv",
+    "/api/v1/reports/stored",
+    "/api/v1/reports/runs",
+    "/api/v1/training",
+    "/api/v1/users",
+    "/api/v1/audit",
+    "/api/v1/console/layout",
+    "/api/v1/console/states",
+    "/",
+]
+
+
+def test_every_read_route_answers_in_the_api_role_as_it_does_under_serve(
+    db_url: str, private_broker: tuple[str, int], tmp_path: Path
+) -> None:
+    from fastapi.testclient import TestClient
+
+    from core.settings import Settings
+    from parkguard.runtime import Runtime
+
+    settings = Settings(
+        database_url=db_url,
+        mqtt_url=f"mqtt://{private_broker[0]}:{private_broker[1]}",
+        mqtt_client_id=unique("serve"),
+        site=quick_site(tmp_path),
+    )
+    serve, api = Runtime(settings), Runtime(settings)
+    try:
+        served, alone = TestClient(serve.start()), TestClient(api.start_api())
+        # the collector reports every 5 s: its first report may predate its connection
+        wait_for(lambda: alone.get("/api/v1/health").status_code == 200, what="a report")
+        admin = {"X-ParkGuard-User": "zhao", "X-ParkGuard-Role": "admin"}
+        answers = {}
+        for path in READS:
+            answers[path] = (
+                served.get(path, headers=admin).status_code,
+                alone.get(path, headers=admin).status_code,
+            )
+    finally:
+        api.stop()
+        serve.stop()
+    assert {p: a for p, a in answers.items() if a[0] != a[1]} == {}
+    assert {p: a for p, a in answers.items() if a[0] != 200} == {
+        "/api/v1/demo/scenarios": (503, 503)  # only `parkguard demo` runs a fleet
+    }
