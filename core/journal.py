@@ -99,6 +99,7 @@ class JournalBus(Bus[J]):
         """Failed reads of the journal or of notifications; each is retried."""
         self._journal: Journal[J] | None = None
         self._cursor = 0
+        self._failing = False
         self._order = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -143,7 +144,7 @@ class JournalBus(Bus[J]):
                 super().publish(item)
                 return
             if seq <= self._cursor:
-                return  # the follower read it from the journal first
+                return  # published already (the write lock keeps the follower from it: defensive)
             if seq > self._cursor + 1:
                 self._publish_journal(self._journal, until=seq)
             self._cursor = seq
@@ -215,7 +216,14 @@ class JournalBus(Bus[J]):
             self.pull()
         except SQLAlchemyError as exc:  # the database is away: the next wake-up tries again
             self.errors += 1
-            log.warning("journal %s: reading failed: %s", self.channel, str(exc).splitlines()[0])
+            if not self._failing:  # once per outage, not at every poll
+                first = str(exc).splitlines()[0]
+                log.warning("journal %s: reading failed, retrying: %s", self.channel, first)
+            self._failing = True
+            return
+        if self._failing:
+            log.info("journal %s: reading again", self.channel)
+        self._failing = False
 
 
 @contextmanager

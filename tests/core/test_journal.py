@@ -237,3 +237,35 @@ def journal_rows(url: str) -> int:
             return int(c.execute(text("SELECT last_value FROM alert_journal_id_seq")).scalar_one())
     finally:
         engine.dispose()
+
+
+def test_the_follower_comes_back_when_its_connection_is_cut(pg_url: str) -> None:
+    """PostgreSQL restarting, or a proxy dropping idle connections: the LISTEN connection
+    dies; the follower counts it, reconnects, and catches up on what it missed."""
+    from sqlalchemy import text
+
+    from core.db import make_engine
+
+    two = Process(pg_url), Process(pg_url)
+    rules_side, api_side = two
+    for process in two:
+        process.start()
+    try:
+        rules_side.store.apply([up("before")])
+        wait_for(lambda: len(api_side.seqs()) == 1, timeout=10, what="the first raise")
+        killer = make_engine(pg_url)
+        with killer.connect() as c:
+            c.execute(
+                text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+            )
+        killer.dispose()
+        rules_side.store.apply([up("after")])
+        wait_for(lambda: len(api_side.seqs()) == 2, timeout=30, what="the raise after the cut")
+        assert api_side.bus.errors >= 1
+        assert api_side.seqs() == journal(rules_side.store)
+    finally:
+        for process in two:
+            process.stop()
