@@ -44,6 +44,7 @@ log = logging.getLogger(__name__)
 
 SECRET_ENV = "PARKGUARD_SECRET_KEY"
 ADMIN_PASSWORD_ENV = "PARKGUARD_ADMIN_PASSWORD"
+METRICS_TOKEN_ENV = "PARKGUARD_METRICS_TOKEN"
 SESSION_COOKIE = "parkguard_session"
 FEED_SCOPE = "calendar"
 FEED_PARAM = "feed"
@@ -130,8 +131,11 @@ class Auth:
         sessions: SessionFactory,
         secret_key: str | None = None,
         clock: Callable[[], float] = time.time,
+        metrics_token: str | None = None,
     ) -> None:
         self.sessions = sessions
+        self.metrics_token = metrics_token
+        """``PARKGUARD_METRICS_TOKEN``: the bearer token a scraper reads ``/metrics`` with."""
         self.clock = clock
         self.hasher = PasswordHash.recommended()
         self.limiter = LoginLimiter()
@@ -141,7 +145,11 @@ class Auth:
 
     @classmethod
     def from_env(cls, sessions: SessionFactory) -> Auth:
-        return cls(sessions, secret_key=os.environ.get(SECRET_ENV) or None)
+        return cls(
+            sessions,
+            secret_key=os.environ.get(SECRET_ENV) or None,
+            metrics_token=os.environ.get(METRICS_TOKEN_ENV) or None,
+        )
 
     # ---- users ------------------------------------------------------------------------------
 
@@ -291,6 +299,22 @@ class Auth:
         if user.password_version != claims["pwv"]:
             return None
         return _principal(user, "token")
+
+    def from_metrics_token(self, request: Request) -> Principal | None:
+        """The scraper of ``/metrics`` (Prometheus has no user and cannot sign in): a bearer
+        token equal to ``PARKGUARD_METRICS_TOKEN``; None when it is not set or not sent."""
+        expected = self.metrics_token
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        if expected is None or len(expected) < SECRET_MIN or scheme.lower() != "bearer":
+            return None
+        if not hmac.compare_digest(token.strip().encode(), expected.encode()):
+            return None
+        return Principal(0, "metrics", "auditor", "Metrics scraper", "token")
+
+    def check_metrics_token(self) -> None:
+        """At start-up: a metrics token that is set must be long enough to be a secret."""
+        if self.metrics_token is not None and len(self.metrics_token) < SECRET_MIN:
+            raise AuthError(f"{METRICS_TOKEN_ENV} must be at least {SECRET_MIN} characters long")
 
     def signing_key(self) -> str:
         """``PARKGUARD_SECRET_KEY``, or a secret generated once and kept in the database."""
@@ -473,6 +497,8 @@ def authorize(request: Request, auth: AuthDep) -> None:
     feed = request.query_params.get(FEED_PARAM)
     if principal is None and feed and (method, template) in policy.FEED_ROUTES:
         principal = auth.from_feed_token(feed)
+    if principal is None and (method, template) in policy.METRICS_ROUTES:
+        principal = auth.from_metrics_token(request)
     if principal is None:
         raise HTTPException(
             401,

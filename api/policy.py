@@ -83,6 +83,11 @@ FEED_ROUTES: frozenset[tuple[str, str]] = frozenset({("GET", "/api/v1/inspection
 an Authorization header."""
 
 
+METRICS_ROUTES: frozenset[tuple[str, str]] = frozenset({("GET", "/metrics")})
+"""Routes the metrics token (``PARKGUARD_METRICS_TOKEN``, see api.auth) may read: a scraper
+such as Prometheus has no user to sign in with."""
+
+
 def is_public(method: str, template: str) -> bool:
     return (method, template) in PUBLIC or (method == "HEAD" and ("GET", template) in PUBLIC)
 

@@ -100,6 +100,16 @@ class DeadLetterCountsPublic(_Public):
     """Dead letters per reason counted by the collector since it started."""
 
 
+class CollectorHealthPublic(_Public):
+    source: Literal["live", "report"]
+    """``live``: the collector runs in the API's process (``parkguard serve``); ``report``: it
+    runs apart (``parkguard collect``) and these figures are its last report in the database."""
+    reported_at: str | None
+    """When that report was written (RFC 3339 UTC); null when live or when none exists."""
+    last_message_at: str | None
+    """When the collector last received a message (null: none since it started)."""
+
+
 class HealthPublic(_Public):
     status: Literal["ok", "unhealthy"]
     """``ok`` (HTTP 200) or ``unhealthy`` (HTTP 503) when the database or broker is down."""
@@ -117,6 +127,8 @@ class HealthPublic(_Public):
     """Counters of the ingest path."""
     dead_letters: DeadLetterCountsPublic
     """Rejected messages."""
+    collector: CollectorHealthPublic
+    """Where the broker, queue and ingest figures come from, and how fresh they are."""
 
 
 # ---- devices --------------------------------------------------------------------------------

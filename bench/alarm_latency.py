@@ -324,10 +324,7 @@ def main() -> None:
         return
 
     workdir = Path(tempfile.mkdtemp(prefix="parkguard-alarm-bench-"))
-    url = args.database_url or f"sqlite:///{workdir / 'bench.db'}"
-    admin_url = None
-    if url.startswith("postgresql"):
-        admin_url, url = url, _fresh_pg_database(url)
+    url, admin_url = bench_database(args.database_url, workdir)
     site = f"bench{uuid.uuid4().hex[:6]}"
     warm = 20
     make_park(url, site, 2 * (args.alarms + warm))
@@ -342,12 +339,7 @@ def main() -> None:
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"alarm-{uuid.uuid4().hex[:8]}")
     try:
         _wait_http(f"http://127.0.0.1:{port}/api/v1/health", server)
-        token = httpx.post(
-            f"http://127.0.0.1:{port}/api/v1/auth/token",
-            data={"username": "admin", "password": password},
-            timeout=10,
-        ).json()["access_token"]
-        stream = Stream(f"http://127.0.0.1:{port}/api/v1/alerts/stream", token)
+        stream = open_stream(port, password)
         host, broker_port = args.broker.split(":")
         client.connect(host, int(broker_port))
         client.loop_start()
@@ -380,6 +372,25 @@ def main() -> None:
         if admin_url is not None:
             _drop_pg_database(admin_url, url)
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def bench_database(database_url: str | None, workdir: Path) -> tuple[str, str | None]:
+    """The URL to run on (a fresh SQLite file in ``workdir``, or a fresh database on the
+    PostgreSQL server of ``database_url``) and the URL to drop it through (None for SQLite)."""
+    url = database_url or f"sqlite:///{workdir / 'bench.db'}"
+    if url.startswith("postgresql"):
+        return _fresh_pg_database(url), url
+    return url, None
+
+
+def open_stream(port: int, password: str) -> Stream:
+    """Sign in as the admin and open the alerts SSE stream of the API on ``port``."""
+    token = httpx.post(
+        f"http://127.0.0.1:{port}/api/v1/auth/token",
+        data={"username": "admin", "password": password},
+        timeout=10,
+    ).json()["access_token"]
+    return Stream(f"http://127.0.0.1:{port}/api/v1/alerts/stream", token)
 
 
 def _wait_http(url: str, server: subprocess.Popen[Any]) -> None:

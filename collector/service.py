@@ -12,7 +12,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from collector.client import BrokerAddress, MqttSource
 from collector.decode import Decoder, RegisteredDevice
-from collector.inbox import Inbox, Item
+from collector.inbox import Inbox, Item, Received
 from collector.metrics import IngestMetrics
 from collector.presence import DeviceStates
 from collector.writer import Writer
@@ -59,6 +59,7 @@ class Collector:
         self._thread: threading.Thread | None = None
         self._source: MqttSource | None = None
         self._writer: Writer | None = None
+        self._last_message_ms: int | None = None
 
     def add_listener(self, listener: BatchListener) -> None:
         """Add a downstream listener; call before start()."""
@@ -122,6 +123,7 @@ class Collector:
             stored=stored,
             duplicates=int(m.duplicates._value.get()),
             dead_letters=dead,
+            last_message_ms=self._last_message_ms,
         )
 
     def _run(self) -> None:
@@ -134,6 +136,7 @@ class Collector:
         while True:
             items, urgent = self.inbox.take(settings.batch_size, linger)
             self.metrics.queue_depth.set(len(self.inbox))
+            self._note_last_message(items)
             now = time.monotonic()
             sweep = now >= next_sweep
             if sweep:
@@ -144,6 +147,12 @@ class Collector:
             if items or sweep:
                 self._commit(writer, items, sweep, urgent)
             elif self._stop.is_set() and not len(self.inbox):
+                return
+
+    def _note_last_message(self, items: list[Item]) -> None:
+        for item in reversed(items):
+            if isinstance(item, Received):
+                self._last_message_ms = item.received_ms
                 return
 
     def _commit(self, writer: Writer, items: list[Item], sweep: bool, urgent: bool) -> None:

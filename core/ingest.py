@@ -50,3 +50,13 @@ class IngestStatus:
     stored: int
     duplicates: int
     dead_letters: dict[str, int]
+    last_message_ms: int | None = None
+    """When the last message was received (None: none since the collector started)."""
+    spool_backlog: int | None = None
+    """Readings waiting in the InfluxDB outage spool, as reported (the live status leaves it
+    to the readings store's own status)."""
+    reported_ms: int | None = None
+    """When the collector reported this (``parkguard api`` reads it from the database); None
+    for the live status of a collector in this process."""
+    problem: str | None = None
+    """Why the status cannot be trusted (no report, or a stale one); health says it."""

@@ -170,6 +170,7 @@ class DeadLetter(Base):
 from core import (  # noqa: E402,F401
     models_alerts,
     models_auth,
+    models_collector,
     models_compliance,
     models_incidents,
     models_maintenance,

@@ -1,4 +1,5 @@
-"""The `parkguard` command: serve, demo, import, db."""
+"""The `parkguard` command: serve, or the roles api, collect and scheduler apart; demo, import,
+db, health and the rest."""
 
 from __future__ import annotations
 
@@ -46,7 +47,14 @@ def _parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run the collector and the API")
     serve.set_defaults(run=_serve)
 
-    collect = sub.add_parser("collect", help="run the collector alone (no API)")
+    api = sub.add_parser(
+        "api", help="run the API alone (no collector, rules or scheduler jobs in this process)"
+    )
+    api.set_defaults(run=_api)
+
+    collect = sub.add_parser(
+        "collect", help="run the collector with the rules and the plans (no API)"
+    )
     collect.set_defaults(run=_collect)
 
     scheduler = sub.add_parser(
@@ -77,6 +85,10 @@ def _parser() -> argparse.ArgumentParser:
 
     add_user(sub)
 
+    from parkguard.health import add_parser as add_health
+
+    add_health(sub)
+
     db = sub.add_parser("db", help="database maintenance")
     db_sub = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
     up = db_sub.add_parser("upgrade", help="migrate the database to the newest schema")
@@ -88,11 +100,16 @@ def _serve(_args: argparse.Namespace) -> int:
     return run_server(load_settings())
 
 
+def _api(_args: argparse.Namespace) -> int:
+    return run_server(load_settings(), api_only=True)
+
+
 def _collect(_args: argparse.Namespace) -> int:
     from parkguard.runtime import Runtime
 
     runtime = Runtime(load_settings())
-    return _run_until_signal(runtime, runtime.start_ingest)
+    # the API runs apart: follow the journals for the changes people make there
+    return _run_until_signal(runtime, lambda: runtime.start_ingest(follow=True))
 
 
 def _scheduler(_args: argparse.Namespace) -> int:
@@ -112,9 +129,22 @@ def _run_until_signal(runtime: Runtime, start: Callable[[], object]) -> int:
     try:
         start()
         stop.wait()
+    except _start_errors() as exc:
+        print(f"parkguard: {exc}", file=sys.stderr)  # noqa: T201
+        return 1
     finally:
         runtime.stop()
     return 0
+
+
+def _start_errors() -> tuple[type[Exception], ...]:
+    """What a bad site folder raises at start-up: said in one sentence, not a traceback."""
+    from core.site import SiteError
+    from maintenance.errors import PlanError
+    from rules.plans import PlanFileError
+    from rules.spec import RuleFileError
+
+    return (SiteError, RuleFileError, PlanFileError, PlanError)
 
 
 def _demo(_args: argparse.Namespace) -> int:
@@ -149,16 +179,16 @@ def _db_upgrade(_args: argparse.Namespace) -> int:
     return 0
 
 
-def run_server(settings: Settings, pick_free_ports: bool = False, demo: bool = False) -> int:
+def run_server(
+    settings: Settings, pick_free_ports: bool = False, demo: bool = False, api_only: bool = False
+) -> int:
+    """Serve the API: with ingest, rules and scheduler jobs in this process (``serve``,
+    ``demo``), or alone (``api_only``: ``parkguard api``)."""
     import uvicorn
 
     from api.auth import AuthError
-    from core.site import SiteError
-    from maintenance.errors import PlanError
     from parkguard.broker import pick_port
     from parkguard.runtime import Runtime
-    from rules.plans import PlanFileError
-    from rules.spec import RuleFileError
 
     log = logging.getLogger("parkguard")
     if pick_free_ports:
@@ -168,10 +198,10 @@ def run_server(settings: Settings, pick_free_ports: bool = False, demo: bool = F
         settings = settings.model_copy(update={"api_port": port})
     runtime = Runtime(settings)
     try:
-        app = runtime.start()
+        app = runtime.start_api() if api_only else runtime.start()
         if demo:
             runtime.start_fleet()
-    except (SiteError, RuleFileError, PlanFileError, PlanError) as exc:
+    except _start_errors() as exc:
         print(f"parkguard: {exc}", file=sys.stderr)  # noqa: T201
         runtime.stop()
         return 1

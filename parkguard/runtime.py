@@ -10,24 +10,32 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI
+from prometheus_client import CollectorRegistry
 from sqlalchemy import Engine
 
 from collector.client import BrokerAddress
+from collector.heartbeat import Heartbeat, ReportMetrics, read_status
 from collector.metrics import IngestMetrics
 from collector.service import Collector
 from compliance.recorder import ConditionRecorder
 from core.catalogue import Catalogue, load_catalogue
 from core.db import SessionFactory, make_engine, session_factory, upgrade
-from core.readings import open_readings_store
+from core.journal import JournalBus
+from core.readings import ReadingsStore, open_readings_store
 from core.settings import Settings
 from parkguard.broker import EmbeddedBroker
+from rules.alerts import JOURNAL_CHANNEL as ALERT_JOURNAL
+from rules.alerts import AlertStore
 from rules.fanout import MqttTarget
-from rules.incident_service import IncidentService
+from rules.incident_service import IncidentDesk, IncidentService
+from rules.incidents import JOURNAL_CHANNEL as INCIDENT_JOURNAL
+from rules.incidents import IncidentStore
 from rules.plans import load_site_plans
 from rules.service import RulesService
 from rules.spec import load_site_rules
 
 if TYPE_CHECKING:
+    from api.context import AppContext
     from compliance.report import ReportConfig
 
 log = logging.getLogger(__name__)
@@ -75,8 +83,12 @@ class Runtime:
         self.app = create_app(ctx)
         return self.app
 
-    def start_ingest(self) -> Collector:
-        """Migrate, import the site, start the broker (if built in) and the collector."""
+    def start_ingest(self, follow: bool = False) -> Collector:
+        """Migrate, import the site, start the broker (if built in) and the collector.
+
+        ``follow`` (``parkguard collect``): the API runs in another process, so the alert and
+        incident buses also carry the changes it journals (core.journal): a person's resolve
+        makes the engine forget, and MQTT and webhooks carry people's actions."""
         settings = self.settings
         upgrade(settings.database_url)
         engine = self.engine = make_engine(settings.database_url)
@@ -92,8 +104,8 @@ class Runtime:
         readings.start()
         self.services.append(readings)
         self.collector = Collector(self.settings, engine, readings, catalogue, address, metrics)
-        self.rules = self._start_rules(address, catalogue)
-        self.incidents = self._start_incidents(address)
+        self.rules = self._start_rules(address, catalogue, follow)
+        self.incidents = self._start_incidents(address, follow)
         recorder = ConditionRecorder(engine, catalogue)
         recorder.start()
         self.services.append(recorder)
@@ -101,7 +113,63 @@ class Runtime:
         if self.rules is not None:
             self.collector.add_listener(self.rules.on_batch)
         self.collector.start()
+        heartbeat = Heartbeat(
+            engine, settings.mqtt_client_id, self.collector.status, lambda: _backlog(readings)
+        )
+        heartbeat.start()
+        self.services.append(heartbeat)  # stopped first of the services: its last report
         return self.collector
+
+    def start_api(self) -> FastAPI:
+        """The API role alone (``parkguard api``): migrate and serve every route, with no
+        collector, rule engine or scheduler job in this process. Alerts and incidents come
+        from their stores, whose buses follow the journals (core.journal), so the changes the
+        collector's process makes reach the SSE streams; health and metrics read the
+        collector's report (collector.heartbeat); the readings store is only read (its
+        outage spool is drained by the collector)."""
+        from api.app import create_app
+        from api.context import AppContext
+
+        settings = self.settings
+        upgrade(settings.database_url)
+        engine = self.engine = make_engine(settings.database_url)
+        catalogue = load_catalogue()
+        readings = open_readings_store(settings.readings_url, engine, settings.influx_token)
+        self.services.append(readings)  # not started: no drainer; stop() closes its client
+        registry = CollectorRegistry()
+        registry.register(ReportMetrics(engine))
+        ctx = AppContext(
+            settings=settings,
+            engine=engine,
+            sessions=session_factory(engine),
+            readings=readings,
+            catalogue=catalogue,
+            ingest_status=lambda: read_status(engine),
+            registry=registry,
+        )
+        if settings.site is None:
+            log.warning("no site folder: no rules, so no alerts and no incidents")
+        else:
+            self._open_site_stores(ctx, catalogue)
+        self.app = create_app(ctx)
+        return self.app
+
+    def _open_site_stores(self, ctx: AppContext, catalogue: Catalogue) -> None:
+        """The alert and incident stores on the site's rules and plans, following the
+        journals; a bad rule or plan file stops start-up."""
+        from compliance.report import ReportConfig
+
+        assert self.settings.site is not None
+        url = self.settings.database_url
+        rules = load_site_rules(self.settings.site, catalogue)
+        plans = load_site_plans(self.settings.site, rules.by_id)
+        alerts = AlertStore(url, rules, JournalBus(ALERT_JOURNAL, url))
+        incidents = IncidentStore(url, plans, JournalBus(INCIDENT_JOURNAL, url))
+        for store in (alerts, incidents):
+            self.services.append(_follow(store))
+        ctx.extras["alerts"] = alerts
+        ctx.extras["incidents"] = IncidentDesk(incidents, plans)
+        ctx.extras["report_config"] = ReportConfig.from_rules(rules.rules, plans.plans)
 
     def stop(self) -> None:
         """Stop in the order of the data flow: devices, ingest, then what ingest feeds."""
@@ -128,29 +196,38 @@ class Runtime:
             self.app.state.ctx.extras["scenarios"] = _ScenarioPlayer(self.fleet)
         log.info("simulated fleet of %s running a normal day", self.settings.site)
 
-    def _start_rules(self, address: BrokerAddress, catalogue: Catalogue) -> RulesService | None:
+    def _start_rules(
+        self, address: BrokerAddress, catalogue: Catalogue, follow: bool
+    ) -> RulesService | None:
         """The rule engine on the site's rules; a bad rule file stops start-up."""
         if self.settings.site is None:
             log.warning("no site folder: no rules, no alerts")
             return None
+        url = self.settings.database_url
         rules = load_site_rules(self.settings.site, catalogue)
         service = RulesService(
-            self.settings.database_url, rules, mqtt=_mqtt_target(address), catalogue=catalogue
+            url,
+            rules,
+            bus=JournalBus(ALERT_JOURNAL, url) if follow else None,
+            mqtt=_mqtt_target(address),
+            catalogue=catalogue,
         )
         service.start()
         self.services.append(service)
         return service
 
-    def _start_incidents(self, address: BrokerAddress) -> IncidentService | None:
+    def _start_incidents(self, address: BrokerAddress, follow: bool) -> IncidentService | None:
         """Emergency plans of the site's plans/ folder; a bad plan file stops start-up."""
         if self.rules is None or self.settings.site is None:
             return None
+        url = self.settings.database_url
         plans = load_site_plans(self.settings.site, self.rules.rules.by_id)
         service = IncidentService(
-            self.settings.database_url,
+            url,
             plans,
             alerts=self.rules.bus,
             rules=self.rules.rules,
+            bus=JournalBus(INCIDENT_JOURNAL, url) if follow else None,
             mqtt=_mqtt_target(address),
         )
         service.start()
@@ -262,6 +339,26 @@ class _ScenarioPlayer:
 @dataclass
 class _Stoppable:
     stop: Callable[[], None]
+
+
+def _follow(store: AlertStore | IncidentStore) -> _Stoppable:
+    """Open the store and start its JournalBus; the returned stop undoes both."""
+    bus = store.bus
+    assert isinstance(bus, JournalBus)
+    store.open()
+    bus.start(store)
+
+    def stop() -> None:
+        bus.stop()
+        store.close()
+
+    return _Stoppable(stop)
+
+
+def _backlog(readings: ReadingsStore) -> int | None:
+    """The readings spool's backlog for the collector's report (None: no spool, or unknown)."""
+    backlog = readings.status().get("backlog")
+    return backlog if isinstance(backlog, int) else None
 
 
 def _broker_url(address: BrokerAddress) -> str:

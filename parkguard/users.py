@@ -96,11 +96,12 @@ def _list(_args: argparse.Namespace) -> int:
 
 
 def bootstrap_admin(engine: Engine, *, demo: bool, url: str) -> None:
-    """At start-up: check the signing secret, and create ``admin`` when there is no user yet
-    (``PARKGUARD_ADMIN_PASSWORD``, or for the demo a generated password, printed once).
-    Raises AuthError (one sentence) when the secret or the password is unusable."""
+    """At start-up: check the signing secret and the metrics token, and create ``admin`` when
+    there is no user yet (``PARKGUARD_ADMIN_PASSWORD``, or for the demo a generated password,
+    printed once). Raises AuthError (one sentence) when a secret or the password is unusable."""
     auth = Auth.from_env(session_factory(engine))
     auth.signing_key()
+    auth.check_metrics_token()
     had_users = auth.count_users() > 0
     generated = ensure_admin(auth, os.environ.get(ADMIN_PASSWORD_ENV) or None, demo=demo)
     if generated is not None:

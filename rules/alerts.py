@@ -30,6 +30,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from core.bus import Bus
 from core.contract import now_ms
 from core.db import make_engine, write_gate
+from core.journal import journal_order
 from core.models_alerts import Alert, AlertJournal, WebhookDeadLetter
 from rules import timers
 from rules.engine import CancelTimer, Clear, Decision, Key, Raise, Timer
@@ -40,6 +41,8 @@ ALERTS = Alert.__table__
 SYSTEM = "system"
 DISPLAY_STATES = ("active", "acknowledged", "resolved", "shelved")
 MAX_NOTE = 2000
+JOURNAL_CHANNEL = "parkguard_alert_journal"
+"""The name a core.journal.JournalBus of the alert journal notifies and locks by."""
 QUIET_ACTIONS = frozenset({"cleared", "reactivated"})
 """Journaled transitions that are recorded but not notified (underneath a shelf or flapping)."""
 
@@ -258,12 +261,23 @@ class AlertStore:
         assert self._writer is not None, "AlertStore.open() first"
         return self._writer.dialect.name
 
+    @property
+    def write_lock(self) -> threading.Lock:
+        """Held across each write transaction and the publishing of its changes (a
+        ``core.journal.JournalBus`` reads other processes' changes under it)."""
+        return self._lock
+
     def _transaction(self, work: Callable[[Session, _Tx], Any]) -> Any:
         """Run ``work`` in one write transaction; publish its changes after the commit."""
         assert self._write is not None, "AlertStore.open() first"
         with self._lock:
             tx = _Tx(self.clock())
-            with urgent_write(self._writer), self._write() as session, session.begin():
+            with (
+                urgent_write(self._writer),
+                self._write() as session,
+                session.begin(),
+                journal_order(self.bus, session, tx.changes),
+            ):
                 result = work(session, tx)
             for change in tx.changes:
                 self.bus.publish(change)
@@ -718,6 +732,12 @@ class AlertStore:
                 )
                 for entry, alert in rows
             ]
+
+    def journal_head(self) -> int:
+        """The last journal seq, 0 for none."""
+        assert self._read is not None, "AlertStore.open() first"
+        with self._read() as session:
+            return int(session.scalar(select(func.max(AlertJournal.id))) or 0)
 
     def open_keys(self) -> list[Key]:
         assert self._read is not None, "AlertStore.open() first"

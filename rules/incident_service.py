@@ -34,6 +34,10 @@ Fan-out of every IncidentChange, in commit order:
   or WeCom/DingTalk markdown, filtered by the plan's severity, retried with doubling backoff
   and dead-lettered in ``webhook_dead_letters`` (``alert_id`` NULL) after the last try.
 
+With ``bus=JournalBus(...)`` (split roles) the bus also carries the incident changes other
+processes journal (a step done in the API process), so MQTT and webhooks carry them too; with
+``alerts`` a JournalBus as well, plans start from alerts whichever process raised them.
+
 Drills are marked ``drill`` in every message (and ``[演练 DRILL]`` in robot markdown).
 """
 
@@ -55,6 +59,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from core.bus import Bus, Subscription
 from core.contract import alerts_topic, now_ms
+from core.journal import JournalBus
 from core.models_alerts import WebhookDeadLetter
 from rules.alerts import AlertChange
 from rules.fanout import (
@@ -105,6 +110,16 @@ class IncidentStats:
     the watermark stays before them, so the next start handles them."""
 
 
+@dataclass(frozen=True, slots=True)
+class IncidentDesk:
+    """The incidents as a process without the incident service sees them (``parkguard api``):
+    the store and the plans. People act on incidents through it; plans start from alerts, and
+    steps fall overdue, in the process that runs the IncidentService."""
+
+    store: IncidentStore
+    plans: PlanSet
+
+
 class IncidentService:
     """Construct, ``start()``, ``stop()``; the store is ``self.store``, the bus ``self.bus``."""
 
@@ -149,6 +164,8 @@ class IncidentService:
         self.store.open()
         self._stopping.clear()
         try:
+            if isinstance(self.bus, JournalBus):  # split roles: steps done in the API, too
+                self.bus.start(self.store)
             if self.mqtt is not None:
                 self.mqtt.start()
             self.webhooks.start()
@@ -179,6 +196,8 @@ class IncidentService:
         if self._subscription is not None:
             self._subscription.close()
             self._subscription = None
+        if isinstance(self.bus, JournalBus):
+            self.bus.stop()
         self.webhooks.stop()
         if self.mqtt is not None:
             self.mqtt.stop()

@@ -34,6 +34,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from core.bus import Bus
 from core.contract import now_ms
 from core.db import make_engine
+from core.journal import journal_order
 from core.models import DeviceEvent, Site, Zone
 from core.models_alerts import Alert, AlertJournal
 from core.models_incidents import (
@@ -54,6 +55,8 @@ ALERTS_MARK = "alerts"
 TRIGGER_ACTIONS = ("raised", "severity")
 """Alert transitions that may start a plan: a new alert, or one whose severity went up."""
 DRILL_SLACK_MS = 2000
+JOURNAL_CHANNEL = "parkguard_incident_journal"
+"""The name a core.journal.JournalBus of the incident journal notifies and locks by."""
 
 
 class IncidentError(Exception):
@@ -284,12 +287,23 @@ class IncidentStore:
         self._writer = self._reader = None
         self._write = self._read = None
 
+    @property
+    def write_lock(self) -> threading.Lock:
+        """Held across each write transaction and the publishing of its changes (a
+        ``core.journal.JournalBus`` reads other processes' changes under it)."""
+        return self._lock
+
     def _transaction(self, work: Callable[[Session, _Tx], Any]) -> Any:
         """Run ``work`` in one write transaction; publish its changes after the commit."""
         assert self._write is not None, "IncidentStore.open() first"
         with self._lock:
             tx = _Tx(self.clock())
-            with urgent_write(self._writer), self._write() as session, session.begin():
+            with (
+                urgent_write(self._writer),
+                self._write() as session,
+                session.begin(),
+                journal_order(self.bus, session, tx.changes),
+            ):
                 result = work(session, tx)
             for change in tx.changes:
                 self.bus.publish(change)
@@ -956,6 +970,11 @@ class IncidentStore:
                     )
                 )
             return out
+
+    def journal_head(self) -> int:
+        """The last incident-journal seq, 0 for none."""
+        with self.reading() as session:
+            return int(session.scalar(select(func.max(IncidentJournal.id))) or 0)
 
     # ---- figures ---------------------------------------------------------------------------
 

@@ -10,6 +10,10 @@ Wiring (``parkguard serve``)::
     ...
     service.stop()                                        # after the collector stopped
 
+With ``bus=JournalBus(...)`` (``parkguard collect``, the API in a process of its own) the bus
+also carries the alert changes other processes journal, e.g. a person resolving an alert in
+the API: the engine forgets it, MQTT and webhooks carry it (core.journal).
+
 One worker thread owns the engine and applies its decisions; events and presence are taken
 before telemetry (fire alarms first), and a ticker thread makes time-based rules fire when
 no message arrives. ``on_batch`` only hands the batch over; it never waits on the database.
@@ -33,6 +37,7 @@ from core.bus import Bus
 from core.catalogue import Catalogue, load_catalogue
 from core.contract import now_ms
 from core.ingest import CommittedBatch
+from core.journal import JournalBus
 from core.models import Device, DeviceEvent, DeviceState, Zone
 from rules.alerts import SYSTEM, AlertChange, AlertStore
 from rules.engine import Decision, DeviceInfo, Directory, Engine, ZoneInfo
@@ -110,6 +115,8 @@ class RulesService:
         self.catalogue = self.catalogue or load_catalogue()
         self.store.open()
         try:
+            if isinstance(self.bus, JournalBus):  # split roles: the API's changes come here too
+                self.bus.start(self.store)
             directory = self._load_directory()
             if directory.devices:
                 problems = self.rules.check_register(set(directory.devices), set(directory.zones))
@@ -120,7 +127,7 @@ class RulesService:
             out += self._restore(now)
             self.store.apply(out, now)
         except BaseException:
-            self.store.close()
+            self._close()
             raise
         self._last_directory = time.monotonic()
         self._stopping.clear()
@@ -146,6 +153,11 @@ class RulesService:
         self.webhooks.stop()
         if self.mqtt is not None:
             self.mqtt.stop()
+        self._close()
+
+    def _close(self) -> None:
+        if isinstance(self.bus, JournalBus):
+            self.bus.stop()
         self.store.close()
 
     # ---- inputs ----------------------------------------------------------------------------

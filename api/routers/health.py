@@ -11,6 +11,7 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from api.deps import CtxDep
 from api.schemas import (
     BrokerHealthPublic,
+    CollectorHealthPublic,
     DatabaseHealthPublic,
     DeadLetterCountsPublic,
     HealthPublic,
@@ -18,6 +19,7 @@ from api.schemas import (
     QueueHealthPublic,
     ReadingsHealthPublic,
 )
+from api.timefmt import to_rfc3339
 from core.models import DeadLetter
 
 router = APIRouter(prefix="/api/v1", tags=["health"])
@@ -34,7 +36,9 @@ READINGS_FIELDS = set(ReadingsHealthPublic.model_fields)
 )
 def health(ctx: CtxDep, response: Response) -> HealthPublic:
     """HTTP 200 when the database answers and the collector is connected to the broker, else
-    503 with the same body, whose ``problems`` say what is down."""
+    503 with the same body, whose ``problems`` say what is down. A collector in a process of
+    its own (``parkguard api``) is judged by its last report in the database: none, or one
+    older than three report intervals, is a problem."""
     status = ctx.ingest_status()
     database, by_reason = check_database(ctx.engine)
     broker = BrokerHealthPublic(
@@ -43,18 +47,21 @@ def health(ctx: CtxDep, response: Response) -> HealthPublic:
     problems = []
     if not database.ok:
         problems.append(f"database: {database.error}")
+    if status.problem is not None:
+        problems.append(f"collector: {status.problem}")
     if not broker.connected:
         problems.append(f"broker: the collector is not connected to {broker.url}")
     response.status_code = 503 if problems else 200
+    readings = {k: v for k, v in ctx.readings.status().items() if k in READINGS_FIELDS}
+    if status.spool_backlog:  # a collector apart spools; this process only reads
+        readings["spooling"] = True
     return HealthPublic(
         status="unhealthy" if problems else "ok",
         problems=problems,
         broker=broker,
         database=database,
         queue=QueueHealthPublic(depth=status.queue_depth, max=status.queue_max),
-        readings=ReadingsHealthPublic.model_validate(
-            {k: v for k, v in ctx.readings.status().items() if k in READINGS_FIELDS}
-        ),
+        readings=ReadingsHealthPublic.model_validate(readings),
         ingest=IngestCountsPublic(
             messages_in=status.messages_in, stored=status.stored, duplicates=status.duplicates
         ),
@@ -63,7 +70,16 @@ def health(ctx: CtxDep, response: Response) -> HealthPublic:
             by_reason=by_reason,
             since_start=dict(status.dead_letters),
         ),
+        collector=CollectorHealthPublic(
+            source="live" if status.reported_ms is None and status.problem is None else "report",
+            reported_at=_iso(status.reported_ms),
+            last_message_at=_iso(status.last_message_ms),
+        ),
     )
+
+
+def _iso(ms: int | None) -> str | None:
+    return to_rfc3339(ms) if ms is not None else None
 
 
 def check_database(engine: Engine) -> tuple[DatabaseHealthPublic, dict[str, int] | None]:

@@ -4,9 +4,9 @@ steps and closing incidents, the live SSE stream of every incident transition, a
 figures (real incidents and drills apart).
 
 The router reads the incident service from ``ctx.extras["incidents"]`` (a
-``rules.incident_service.IncidentService``, started by whoever runs the app); without it every
-route answers 503. Until sign-in exists, the acting user is the optional ``X-ParkGuard-User``
-header (default ``operator``), recorded in the timeline.
+``rules.incident_service.IncidentService``, started by whoever runs the app, or the
+``IncidentDesk`` of ``parkguard api``); without it every route answers 503. The acting user
+recorded in the timeline is the signed-in caller (api.auth).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from api.deps import ID, CtxDep
 from api.routers.alerts import UserDep
 from api.schemas import ErrorPublic
 from api.timefmt import parse_time
-from rules.incident_service import IncidentService
+from rules.incident_service import IncidentDesk, IncidentService
 from rules.incidents import (
     MAX_TEXT,
     IncidentChange,
@@ -472,14 +472,14 @@ class IncidentCloseBody(_Body):
 # ---- dependencies ---------------------------------------------------------------------------
 
 
-def get_service(ctx: CtxDep) -> IncidentService:
+def get_service(ctx: CtxDep) -> IncidentService | IncidentDesk:
     service = ctx.extras.get("incidents")
-    if not isinstance(service, IncidentService):
+    if not isinstance(service, IncidentService | IncidentDesk):
         raise HTTPException(503, "the incident service is not running")
     return service
 
 
-ServiceDep = Annotated[IncidentService, Depends(get_service)]
+ServiceDep = Annotated[IncidentService | IncidentDesk, Depends(get_service)]
 IncidentId = Annotated[int, Path(ge=1, le=2**63 - 1, description="The incident's id.")]
 PlanId = Annotated[str, Path(pattern=RULE_ID, description="The plan's id.")]
 StepId = Annotated[str, Path(pattern=STEP_ID, description="The step's id within the plan.")]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,8 @@ from fastapi.testclient import TestClient
 
 from api.app import create_app
 from api.routers.health import without_password
+from collector.heartbeat import STALE_AFTER_S, Heartbeat, read_status
+from core.contract import now_ms
 from tests.api.builders import FakeCollector, add_dead_letter, build_context
 
 
@@ -114,3 +117,63 @@ def test_dead_database_makes_other_routes_503_not_500(dead_client: TestClient) -
 )
 def test_broker_url_never_shows_a_password(url: str, shown: str) -> None:
     assert without_password(url) == shown
+
+
+# ---- the API role: the collector runs in another process and reports to the database --------
+
+
+@pytest.fixture
+def api_role_client(db_url: str) -> Iterator[TestClient]:
+    """The health route as ``parkguard api`` serves it: the collector's report, not a live one."""
+    context = build_context(db_url, FakeCollector())
+    context.ingest_status = lambda: read_status(context.engine)
+    with TestClient(create_app(context)) as test_client:
+        yield test_client
+    context.engine.dispose()
+
+
+def test_the_api_role_without_a_collector_report_is_503_saying_so(
+    api_role_client: TestClient,
+) -> None:
+    response = api_role_client.get("/api/v1/health")
+    assert response.status_code == 503
+    body = response.json()
+    assert body["problems"] == [
+        "collector: no collector has reported to this database",
+        "broker: the collector is not connected to unknown",
+    ]
+    assert body["collector"] == {"source": "report", "reported_at": None, "last_message_at": None}
+    assert body["database"]["ok"] is True
+
+
+def test_the_api_role_reports_a_fresh_collector_and_then_a_stale_one(
+    api_role_client: TestClient,
+) -> None:
+    engine = api_role_client.app.state.ctx.engine  # type: ignore[attr-defined]
+    collector = FakeCollector()
+    collector.current = replace(collector.current, last_message_ms=now_ms() - 500)
+    Heartbeat(engine, "c1", collector.status, lambda: 12).report()
+    fresh = api_role_client.get("/api/v1/health")
+    assert fresh.status_code == 200, fresh.text
+    body = fresh.json()
+    assert body["collector"]["source"] == "report" and body["collector"]["reported_at"]
+    assert body["collector"]["last_message_at"]
+    assert body["ingest"] == {"messages_in": 120, "stored": 100, "duplicates": 3}
+    assert body["readings"]["spooling"] is True  # the collector says 12 lines wait in its spool
+
+    long_ago = now_ms() - round(STALE_AFTER_S * 1000) - 5000
+    Heartbeat(engine, "c1", collector.status, clock=lambda: long_ago).report()
+    stale = api_role_client.get("/api/v1/health")
+    assert stale.status_code == 503
+    problems = stale.json()["problems"]
+    assert problems[0].startswith("collector: the collector c1 last reported 2")
+    assert "it is down or cannot reach the database" in problems[0]
+    assert (
+        problems[1] == "broker: the collector is not connected to mqtt://collector@127.0.0.1:1883"
+    )
+    assert "s3cret" not in stale.text
+
+
+def test_serve_reports_its_live_collector(client: TestClient) -> None:
+    body = client.get("/api/v1/health").json()
+    assert body["collector"] == {"source": "live", "reported_at": None, "last_message_at": None}

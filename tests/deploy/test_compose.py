@@ -28,8 +28,8 @@ SCHEMA = Path(__file__).with_name("compose_spec.json")
 SCHEMA_SHA256 = "0dc04bd346dcfee1b1419628fff79937bbf076925f298f272a2b490e2b112bac"
 VARIABLE = re.compile(r"\$\{([A-Z0-9_]+)(:?[-?][^}]*)?\}")
 SECRET_NAME = re.compile(r"PASSWORD|TOKEN|SECRET|_KEY$")
-# roles whose command the CLI does not have yet (they sit in the "split" profile); when one
-# arrives, this test fails until it is taken off this list
+# roles whose command the CLI does not have yet (they sit in a profile); when one arrives,
+# this test fails until it is taken off this list
 PENDING_COMMANDS: set[str] = set()
 
 
@@ -111,9 +111,10 @@ def test_services_have_images_restart_policies_health_checks_and_named_volumes()
         for needed, condition in spec.get("depends_on", {}).items():
             if condition["condition"] == "service_healthy":
                 assert "healthcheck" in services[needed], f"{name} waits for {needed}'s health"
-    long_running = {"postgres", "influxdb", "mosquitto", "api", "grafana"}
-    for name in long_running:
+    long_running = {"postgres", "influxdb", "mosquitto", "api", "collector", "scheduler"}
+    for name in long_running | {"grafana"}:
         assert "healthcheck" in services[name], name
+        assert "profiles" not in services[name], f"{name} runs on a plain `docker compose up`"
     images = {name: spec["image"] for name, spec in services.items()}
     assert images["postgres"] == "postgres:16"
     assert images["influxdb"].startswith("influxdb:2")
@@ -128,10 +129,10 @@ def test_every_parkguard_command_exists() -> None:
     commands = set(subcommands.choices)
     used = set()
     for spec in compose()["services"].values():
-        command = spec.get("command")
-        words = " ".join(command) if isinstance(command, list) else str(command or "")
-        used |= set(re.findall(r"\bparkguard ([a-z-]+)", words))
-    assert used >= {"serve", "collect", "db", "import", "mqtt-auth"}
+        for command in (spec.get("command"), spec.get("healthcheck", {}).get("test")):
+            words = " ".join(command) if isinstance(command, list) else str(command or "")
+            used |= set(re.findall(r"\bparkguard ([a-z-]+)", words))
+    assert used >= {"api", "collect", "scheduler", "health", "db", "import", "mqtt-auth"}
     assert used - PENDING_COMMANDS <= commands
     for pending in PENDING_COMMANDS:
         assert pending not in commands, f"`parkguard {pending}` exists now: move it out of pending"
@@ -141,6 +142,24 @@ def test_every_parkguard_command_exists() -> None:
             if pending in " ".join(s.get("command") or [])
         ]
         assert all(compose()["services"][n].get("profiles") for n in users), users
+
+
+def test_each_role_runs_apart_and_checks_its_own_health() -> None:
+    """collector, api and scheduler each run their own command (no `serve`: two collectors
+    would split the device streams), and each health check asks about that role."""
+    services = compose()["services"]
+    for name, command in (("api", "api"), ("collector", "collect"), ("scheduler", "scheduler")):
+        assert services[name]["command"] == ["parkguard", command]
+        assert services[name]["healthcheck"]["test"] == ["CMD", "parkguard", "health", name]
+    assert not any("serve" in (s.get("command") or []) for s in services.values())
+    assert "deploy" not in services["collector"] and "scale" not in services["collector"]
+    assert services["collector"]["environment"]["PARKGUARD_MQTT_CLIENT_ID"] == (
+        "parkguard-collector"
+    )
+    api = services["api"]["environment"]
+    for name in ("PARKGUARD_ADMIN_PASSWORD", "PARKGUARD_SECRET_KEY", "PARKGUARD_METRICS_TOKEN"):
+        assert api[name] == f"${{{name}:?}}", name
+    assert not any(k.startswith("PARKGUARD_MQTT") for k in api)  # the API speaks no MQTT
 
 
 def test_mounts_carry_the_files_their_configuration_names() -> None:
