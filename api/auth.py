@@ -26,7 +26,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import jwt
 from fastapi import APIRouter, Depends, Form, HTTPException, Path, Request, Response
@@ -234,41 +234,26 @@ class Auth:
     # ---- bearer tokens ----------------------------------------------------------------------
 
     def issue_token(self, principal: Principal) -> str:
-        with self.sessions() as session:
-            user = session.get_one(User, principal.id)
-            version = user.password_version
-        now = int(self.clock())
-        claims = {
-            "sub": principal.username,
-            "uid": principal.id,
-            "pwv": version,
-            "iat": now,
-            "exp": now + TOKEN_TTL_S,
-        }
-        return jwt.encode(claims, self.signing_key(), algorithm=JWT_ALGORITHM)
+        return self._encode(principal, {"exp": int(self.clock()) + TOKEN_TTL_S})
 
     def from_token(self, token: str) -> Principal | None:
-        try:
-            claims = jwt.decode(
-                token,
-                self.signing_key(),
-                algorithms=[JWT_ALGORITHM],
-                options={"require": ["sub", "uid", "pwv", "exp", "iat"]},
-            )
-        except jwt.PyJWTError:
-            return None
-        with self.sessions() as session:
-            user = session.get(User, claims["uid"])
-        if user is None or not user.active or user.username != claims["sub"]:
-            return None
-        if user.password_version != claims["pwv"]:
-            return None
-        return _principal(user, "token")
+        claims = self._decode(token, "exp")
+        return self._holder(claims) if claims is not None else None
 
     def issue_feed_token(self, principal: Principal) -> str:
         """A calendar-feed token: read-only use of the inspections feed by a phone, which
         cannot send headers. It has no expiry (so it is refused as a bearer token) and ends
         with the user's next password change or deactivation."""
+        return self._encode(principal, {"scope": FEED_SCOPE})
+
+    def from_feed_token(self, token: str) -> Principal | None:
+        claims = self._decode(token, "scope")
+        if claims is None or claims["scope"] != FEED_SCOPE or "exp" in claims:
+            return None
+        return self._holder(claims)
+
+    def _encode(self, principal: Principal, extra: dict[str, Any]) -> str:
+        """A signed token naming the user and the password version it was issued under."""
         with self.sessions() as session:
             version = session.get_one(User, principal.id).password_version
         claims = {
@@ -276,22 +261,25 @@ class Auth:
             "uid": principal.id,
             "pwv": version,
             "iat": int(self.clock()),
-            "scope": FEED_SCOPE,
+            **extra,
         }
         return jwt.encode(claims, self.signing_key(), algorithm=JWT_ALGORITHM)
 
-    def from_feed_token(self, token: str) -> Principal | None:
+    def _decode(self, token: str, kind_claim: str) -> dict[str, Any] | None:
+        """The claims of a well-signed token that carries ``kind_claim``, else None."""
         try:
-            claims = jwt.decode(
+            claims: dict[str, Any] = jwt.decode(
                 token,
                 self.signing_key(),
                 algorithms=[JWT_ALGORITHM],
-                options={"require": ["sub", "uid", "pwv", "iat", "scope"]},
+                options={"require": ["sub", "uid", "pwv", "iat", kind_claim]},
             )
         except jwt.PyJWTError:
             return None
-        if claims["scope"] != FEED_SCOPE or "exp" in claims:
-            return None
+        return claims
+
+    def _holder(self, claims: dict[str, Any]) -> Principal | None:
+        """The token's user while still active, same name, same password as at issue."""
         with self.sessions() as session:
             user = session.get(User, claims["uid"])
         if user is None or not user.active or user.username != claims["sub"]:
