@@ -108,11 +108,12 @@ class Writer:
                 if start and yield_to is not None and yield_to():
                     deferred = items[start:]
                     break
-                part = self._decode(items[start : start + CHUNK], now_ms, seen, batch.received)
+                part = self._decode(items[start : start + CHUNK], now_ms, seen)
                 new_telemetry += self._store_telemetry(connection, part)
                 new_events += self._store_events(connection, part.events, now_ms)
                 if part.dead:
                     connection.execute(insert(DEAD), part.dead)
+                batch.received += part.received
                 batch.telemetry += part.telemetry
                 batch.events += part.events
                 batch.dead += part.dead
@@ -139,14 +140,13 @@ class Writer:
         items: list[Item],
         now_ms: int,
         seen: set[tuple[str, int, int]],
-        received: list[Received],
     ) -> _Batch:
         batch = _Batch()
         for item in items:
             if isinstance(item, Control):
                 self._control(item)
                 continue
-            received.append(item)
+            batch.received.append(item)
             if is_outbound(item.topic):
                 continue
             try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -103,9 +104,14 @@ def write_gate(engine: Engine) -> WriteGate:
     the same SQLite file."""
     if engine.dialect.name != "sqlite" or not engine.url.database:
         return _OPEN_GATE
-    key = str(Path(engine.url.database).resolve())
     with _gates_lock:
-        return _gates.setdefault(key, WriteGate())
+        return _gates.setdefault(_file_key(engine.url.database), WriteGate())
+
+
+@functools.lru_cache(maxsize=64)
+def _file_key(database: str) -> str:
+    """The file's real path, looked up once (alert writes ask for their gate each time)."""
+    return str(Path(database).resolve())
 
 
 def session_factory(engine: Engine) -> SessionFactory:
