@@ -13,6 +13,8 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from core.contract import is_urgent_topic
+
 
 @dataclass(frozen=True, slots=True)
 class Received:
@@ -36,10 +38,6 @@ class Control:
 Item = Received | Control
 
 
-def is_urgent(topic: str) -> bool:
-    return topic.endswith(("/event", "/status"))
-
-
 class Inbox:
     def __init__(self, maxsize: int, on_full: Callable[[], None] | None = None) -> None:
         self._urgent: deque[Item] = deque()
@@ -59,7 +57,7 @@ class Inbox:
         return self._maxsize
 
     def put(self, item: Item) -> None:
-        urgent = isinstance(item, Control) or is_urgent(item.topic)
+        urgent = isinstance(item, Control) or is_urgent_topic(item.topic)
         with self._cond:
             if not urgent and len(self) >= self._maxsize:
                 if self._on_full is not None:
@@ -81,6 +79,15 @@ class Inbox:
         """Whether urgent items wait (read without the lock: a hint, checked often)."""
         return bool(self._urgent)
 
+    def take_urgent(self) -> list[Item]:
+        """The urgent items waiting now, without waiting for any: a telemetry transaction
+        that sees an alarm arrive takes it in and commits (one commit, not two)."""
+        with self._cond:
+            items = list(self._urgent)
+            self._urgent.clear()
+            self._cond.notify_all()
+            return items
+
     def requeue(self, items: list[Item]) -> None:
         """Put items taken but not written back at the front, due at once. They were counted
         when they first came in, so this never blocks on a full inbox."""
@@ -88,7 +95,7 @@ class Inbox:
             return
         with self._cond:
             for item in reversed(items):
-                urgent = isinstance(item, Control) or is_urgent(item.topic)
+                urgent = isinstance(item, Control) or is_urgent_topic(item.topic)
                 (self._urgent if urgent else self._bulk).appendleft(item)
             self._bulk_since = 0.0
             self._cond.notify()

@@ -159,8 +159,14 @@ class Collector:
         delay = 0.2
         while True:
             try:
-                yield_to = None if urgent else self._urgent_waits
-                written = writer.write(items, now_ms(), sweep, urgent=urgent, yield_to=yield_to)
+                written = writer.write(
+                    items,
+                    now_ms(),
+                    sweep,
+                    urgent=urgent,
+                    yield_to=None if urgent else self._urgent_waits,
+                    take_urgent=self.inbox.take_urgent,
+                )
                 break
             except SQLAlchemyError as exc:
                 # an outage is not a bug: its message, not a traceback that pins connections

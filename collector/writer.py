@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 EVENTS = cast(Table, DeviceEvent.__table__)
 DEAD = cast(Table, DeadLetter.__table__)
 CHUNK = 50
-"""Messages decoded and stored between two looks for urgent work (a few milliseconds)."""
+"""Messages decoded before their readings are inserted (one multi-row INSERT or two)."""
 
 
 @dataclass(slots=True)
@@ -44,6 +44,9 @@ class _Batch:
     received: list[Received] = field(default_factory=list)
     suspects: set[int] = field(default_factory=set)
     """Indexes into telemetry of messages that may have been stored before (redeliveries)."""
+    new_telemetry: list[Telemetry] = field(default_factory=list)
+    new_events: list[Event] = field(default_factory=list)
+    """Of the messages read, those stored now (not stored before)."""
 
 
 @dataclass(slots=True)
@@ -86,42 +89,40 @@ class Writer:
         *,
         urgent: bool = False,
         yield_to: Callable[[], bool] | None = None,
+        take_urgent: Callable[[], list[Item]] | None = None,
     ) -> Written:
         """Write items durably in one transaction; return what was new. Raises if the
         database fails.
 
-        Items are read and stored a chunk at a time; between chunks ``yield_to()`` is asked
-        whether urgent work waits (a fire alarm in the inbox, an alert to store). If so the
-        transaction commits what it has and the rest comes back as ``deferred``, so an alarm
-        waits for one chunk of telemetry, not a whole batch."""
+        Before reading each message (but the first) ``yield_to()`` is asked whether urgent
+        work waits (a fire alarm in the inbox, an alert to store). If so what was read is
+        stored, the urgent messages ``take_urgent()`` hands over are stored in this
+        transaction too, it commits, and the unread rest comes back as ``deferred``: an alarm
+        waits for one message and one chunk's insert, not a whole batch, and shares the
+        batch's commit instead of waiting for it and then making its own."""
         if sweep:
             types = {d: r.type for d, r in self.decoder.register.items()}
             self.states.sweep(now_ms, self.connected_since_ms, types)
         batch = _Batch()
         seen: set[tuple[str, int, int]] = set()
-        new_telemetry: list[Telemetry] = []
-        new_events: list[Event] = []
         deferred: list[Item] = []
         started = time.perf_counter()
         with self.gate.hold(urgent), self.engine.begin() as connection:
-            for start in range(0, len(items), CHUNK):
-                if start and yield_to is not None and yield_to():
+            start = 0
+            while start < len(items):
+                chunk = items[start : start + CHUNK]
+                read = self._store(connection, chunk, now_ms, seen, batch, yield_to, start == 0)
+                start += read
+                if read < len(chunk):
                     deferred = items[start:]
+                    if take_urgent is not None:
+                        self._store(connection, take_urgent(), now_ms, seen, batch)
                     break
-                part = self._decode(items[start : start + CHUNK], now_ms, seen)
-                new_telemetry += self._store_telemetry(connection, part)
-                new_events += self._store_events(connection, part.events, now_ms)
-                if part.dead:
-                    connection.execute(insert(DEAD), part.dead)
-                batch.received += part.received
-                batch.telemetry += part.telemetry
-                batch.events += part.events
-                batch.dead += part.dead
             presence = self.states.flush(connection)
         self.metrics.batch_seconds.observe(time.perf_counter() - started)
         self.metrics.messages_in.inc(len(batch.received))
-        self._count(batch, new_telemetry, new_events)
-        committed = CommittedBatch(new_telemetry, new_events, presence)
+        self._count(batch)
+        committed = CommittedBatch(batch.new_telemetry, batch.new_events, presence)
         return Written(committed, batch.received, deferred)
 
     def notify(self, committed: CommittedBatch) -> None:
@@ -135,14 +136,41 @@ class Writer:
                 self.metrics.listener_errors.inc()
                 log.exception("listener %r failed on a committed batch", listener)
 
+    def _store(
+        self,
+        connection: Connection,
+        items: list[Item],
+        now_ms: int,
+        seen: set[tuple[str, int, int]],
+        batch: _Batch,
+        yield_to: Callable[[], bool] | None = None,
+        first: bool = False,
+    ) -> int:
+        """Decode and store one chunk of items, stopping early when ``yield_to()`` says so;
+        add what it read and stored to ``batch`` and return how many items it read."""
+        part, read = self._decode(items, now_ms, seen, yield_to, first)
+        batch.new_telemetry += self._store_telemetry(connection, part)
+        batch.new_events += self._store_events(connection, part.events, now_ms)
+        if part.dead:
+            connection.execute(insert(DEAD), part.dead)
+        batch.received += part.received
+        batch.telemetry += part.telemetry
+        batch.events += part.events
+        batch.dead += part.dead
+        return read
+
     def _decode(
         self,
         items: list[Item],
         now_ms: int,
         seen: set[tuple[str, int, int]],
-    ) -> _Batch:
+        yield_to: Callable[[], bool] | None,
+        first: bool,
+    ) -> tuple[_Batch, int]:
         batch = _Batch()
-        for item in items:
+        for read, item in enumerate(items):
+            if yield_to is not None and (read or not first) and yield_to():
+                return batch, read
             if isinstance(item, Control):
                 self._control(item)
                 continue
@@ -169,7 +197,7 @@ class Writer:
             self.states.saw(message, item.received_ms)
             if isinstance(message, Event):
                 batch.events.append(message)
-        return batch
+        return batch, len(items)
 
     def _control(self, item: Control) -> None:
         if item.kind == "connected":
@@ -211,8 +239,9 @@ class Writer:
                 new.append(event)
         return new
 
-    def _count(self, batch: _Batch, telemetry: list[Telemetry], events: list[Event]) -> None:
+    def _count(self, batch: _Batch) -> None:
         m = self.metrics
+        telemetry, events = batch.new_telemetry, batch.new_events
         m.stored.labels("telemetry").inc(len(telemetry))
         m.stored.labels("event").inc(len(events))
         m.readings_stored.inc(sum(len(t.metrics) for t in telemetry))

@@ -84,12 +84,31 @@ def alerts_topic(site: str) -> str:
     return f"{TOPIC_ROOT}/{site}/alerts"
 
 
+URGENT_CHANNELS = ("event", "status")
+"""Channels the collector receives on a connection of their own and writes first: a fire
+alarm never waits behind telemetry (GB 26875.1)."""
+
+
 def subscription_filter(shared_group: str | None = None) -> str:
     """The collector's subscription: everything under the root, so that a device publishing to
     a wrong topic gets a dead letter instead of silence. A shared group lets several collectors
     split the load."""
-    base = f"{TOPIC_ROOT}/#"
-    return f"$share/{shared_group}/{base}" if shared_group else base
+    return _shared(f"{TOPIC_ROOT}/#", shared_group)
+
+
+def urgent_filters(shared_group: str | None = None) -> list[str]:
+    """The subscriptions of the collector's alarm connection: exactly the topics for which
+    ``is_urgent_topic`` is true."""
+    return [_shared(f"{TOPIC_ROOT}/+/+/{channel}", shared_group) for channel in URGENT_CHANNELS]
+
+
+def is_urgent_topic(topic: str) -> bool:
+    parts = topic.split("/")
+    return len(parts) == 4 and parts[0] == TOPIC_ROOT and parts[3] in URGENT_CHANNELS
+
+
+def _shared(topic_filter: str, shared_group: str | None) -> str:
+    return f"$share/{shared_group}/{topic_filter}" if shared_group else topic_filter
 
 
 def is_outbound(topic: str) -> bool:

@@ -89,6 +89,22 @@ class WriteGate:
                 self._held = False
                 self._cond.notify_all()
 
+    def expect_urgent(self) -> None:
+        """An urgent write is on its way but not queued yet (an alarm is committed and its
+        alert is being decided): normal writers wait for it as for a queued urgent writer,
+        until ``urgent_settled``. Otherwise a telemetry batch could take the file in the
+        millisecond between the alarm's commit and its alert's write."""
+        if self.exclusive:
+            with self._cond:
+                self._urgent += 1
+
+    def urgent_settled(self) -> None:
+        """The write announced by ``expect_urgent`` is done (or turned out not to be needed)."""
+        if self.exclusive:
+            with self._cond:
+                self._urgent -= 1
+                self._cond.notify_all()
+
     @property
     def urgent_waiting(self) -> bool:
         return self._urgent > 0

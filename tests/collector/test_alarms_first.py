@@ -1,7 +1,8 @@
 """Fire alarms first (GB 26875.1): an alarm never waits behind a whole batch of telemetry.
 
-The writer stores a telemetry batch a chunk at a time and commits early when urgent work
-waits; the rest goes back to the front of the inbox. Writers of one process share a gate
+The writer looks for urgent work before each telemetry message it reads; when an alarm
+waits it stores it in the same transaction and commits early; the rest goes back to the
+front of the inbox. Writers of one process share a gate
 to their SQLite file, urgent ones first. Real SQLite files and PostgreSQL, no broker: the
 items are handed to the writer as the MQTT thread would hand them.
 """
@@ -68,7 +69,11 @@ def readings(engine: Engine, site: str) -> int:
     return count(engine, "select count(*) from readings where device_id = :d", d=f"{site}-env")
 
 
-def test_a_batch_yields_to_urgent_work_after_one_chunk_and_nothing_is_lost_or_doubled(
+def events(engine: Engine, site: str) -> int:
+    return count(engine, "select count(*) from device_events where device_id = :d", d=f"{site}-sd")
+
+
+def test_a_batch_yields_to_urgent_work_within_one_message_and_nothing_is_lost_or_doubled(
     park: tuple[Engine, str],
 ) -> None:
     engine, site = park
@@ -76,21 +81,21 @@ def test_a_batch_yields_to_urgent_work_after_one_chunk_and_nothing_is_lost_or_do
     items = telemetry(site, 3 * CHUNK + 10)
     asked: list[int] = []
 
-    def urgent_waits() -> bool:
+    def urgent_after_seven() -> bool:
         asked.append(1)
-        return True
+        return len(asked) >= 7
 
-    first = writer.write(items, now_ms(), yield_to=urgent_waits)
-    assert len(asked) == 1, "asked once, after the first chunk"
-    assert first.done == items[:CHUNK]
-    assert first.deferred == items[CHUNK:]
-    assert len(first.committed.telemetry) == CHUNK
-    assert readings(engine, site) == CHUNK
+    first = writer.write(items, now_ms(), yield_to=urgent_after_seven)
+    assert len(asked) == 7, "asked before each message but the first"
+    assert first.done == items[:7]
+    assert first.deferred == items[7:]
+    assert len(first.committed.telemetry) == 7
+    assert readings(engine, site) == 7
 
     second = writer.write(first.deferred, now_ms(), yield_to=lambda: False)
     assert second.deferred == []
-    assert second.done == items[CHUNK:]
-    assert len(second.committed.telemetry) == len(items) - CHUNK
+    assert second.done == items[7:]
+    assert len(second.committed.telemetry) == len(items) - 7
     assert readings(engine, site) == len(items)
 
     again = writer.write(items, now_ms())  # the broker redelivers all: stored once
@@ -98,7 +103,16 @@ def test_a_batch_yields_to_urgent_work_after_one_chunk_and_nothing_is_lost_or_do
     assert readings(engine, site) == len(items)
 
 
-def test_an_alarm_in_the_inbox_cuts_a_telemetry_batch_short(park: tuple[Engine, str]) -> None:
+def test_a_batch_always_stores_its_first_message(park: tuple[Engine, str]) -> None:
+    engine, site = park
+    writer = writer_for(engine)
+    items = telemetry(site, 3)
+    written = writer.write(items, now_ms(), yield_to=lambda: True)
+    assert written.done == items[:1] and written.deferred == items[1:]
+    assert readings(engine, site) == 1
+
+
+def test_an_alarm_arriving_during_a_batch_joins_its_commit(park: tuple[Engine, str]) -> None:
     engine, site = park
     writer = writer_for(engine)
     inbox = Inbox(100_000)
@@ -107,21 +121,43 @@ def test_an_alarm_in_the_inbox_cuts_a_telemetry_batch_short(park: tuple[Engine, 
         inbox.put(item)
     batch, urgent = inbox.take(len(items), linger_s=0)
     assert not urgent and len(batch) == len(items)
-    inbox.put(alarm(site, 99_999))  # arrives while the batch is being written
+    fire = alarm(site, 99_999)
+    asked: list[int] = []
 
-    written = writer.write(batch, now_ms(), yield_to=inbox.has_urgent)
+    def alarm_arrives() -> bool:
+        asked.append(1)
+        if len(asked) == CHUNK + 5:  # the MQTT thread hands it over while the batch is written
+            inbox.put(fire)
+        return inbox.has_urgent()
+
+    written = writer.write(batch, now_ms(), yield_to=alarm_arrives, take_urgent=inbox.take_urgent)
     inbox.requeue(written.deferred)
-    assert len(written.done) == CHUNK
-
-    taken, urgent = inbox.take(len(items), linger_s=10)
-    assert urgent and [i.mid for i in taken if isinstance(i, Received)] == [99_999]
-    stored = writer.write(taken, now_ms(), urgent=True)
-    assert [e.event for e in stored.committed.events] == ["fire_alarm"]
+    read = CHUNK + 5
+    assert written.done == [*batch[:read], fire]
+    assert [e.event for e in written.committed.events] == ["fire_alarm"]
+    assert events(engine, site) == 1, "the alarm is committed with the telemetry read so far"
+    assert readings(engine, site) == read
 
     rest, urgent = inbox.take(len(items), linger_s=10)  # due at once: no linger
-    assert not urgent and rest == items[CHUNK:]
+    assert not urgent and rest == items[read:]
     writer.write(rest, now_ms())
     assert readings(engine, site) == len(items)
+
+
+def test_an_alert_waiting_for_the_file_ends_a_batch_without_taking_anything_in(
+    park: tuple[Engine, str],
+) -> None:
+    engine, site = park
+    writer = writer_for(engine)
+    items = telemetry(site, 2 * CHUNK)
+    taken: list[int] = []
+
+    def take_urgent() -> list[Item]:
+        taken.append(1)
+        return []
+
+    written = writer.write(items, now_ms(), yield_to=lambda: True, take_urgent=take_urgent)
+    assert taken == [1] and written.done == items[:1] and written.deferred == items[1:]
 
 
 def test_an_urgent_batch_is_written_whole() -> None:
@@ -193,3 +229,35 @@ def test_engines_on_one_sqlite_file_share_a_gate_and_postgresql_has_none(
     finally:
         for engine in engines:
             engine.dispose()
+
+
+def test_telemetry_waits_for_an_announced_alert_until_it_is_settled() -> None:
+    """Between an alarm's commit and its alert's write the rules service announces the alert
+    (``expect_urgent``): a telemetry batch must not take the file in that gap."""
+    gate = WriteGate()
+    gate.expect_urgent()
+    entered = threading.Event()
+
+    def telemetry_writer() -> None:
+        with gate.hold():
+            entered.set()
+
+    thread = threading.Thread(target=telemetry_writer)
+    thread.start()
+    assert gate.urgent_waiting
+    assert not entered.wait(0.2), "telemetry went ahead of an announced alert"
+    with gate.hold(urgent=True):  # the alert itself is not held up by its own announcement
+        pass
+    gate.urgent_settled()
+    assert entered.wait(10)
+    thread.join(10)
+    assert not gate.urgent_waiting
+
+
+def test_an_open_gate_ignores_announcements() -> None:
+    gate = WriteGate(exclusive=False)
+    gate.expect_urgent()
+    with gate.hold():
+        pass
+    gate.urgent_settled()
+    assert not gate.urgent_waiting
