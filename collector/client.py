@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import ssl
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
@@ -14,7 +16,7 @@ from paho.mqtt.properties import Properties
 
 from collector.inbox import Control, Inbox, Received
 from collector.metrics import IngestMetrics
-from core.contract import now_ms, subscription_filter
+from core.contract import is_urgent_topic, now_ms, subscription_filter, urgent_filters
 
 log = logging.getLogger(__name__)
 SESSION_EXPIRY_S = 7 * 24 * 3600
@@ -57,8 +59,28 @@ class _IngestClient(mqtt.Client):
             handler(self, self._userdata, message)
 
 
+@dataclass(frozen=True)
+class _Lane:
+    client_id: str
+    filters: list[str]
+
+
+ALARM_LANE_SUFFIX = "-alarms"
+"""Appended to the collector's client id for its alarm connection (a session of its own)."""
+
+
 class MqttSource:
-    """Receives device messages into the inbox; acknowledges them when told to."""
+    """Receives device messages into the inbox over two connections; acknowledges them when
+    told to.
+
+    The alarm connection subscribes to event and status topics only; the bulk connection to
+    everything, and it acknowledges at once, unread, what the alarm connection carries. So a
+    fire alarm never queues behind telemetry in a socket or in paho's reading of it: under
+    2,000 telemetry msg/s a shared connection handed an alarm over p50 4.6 / p99 10 ms after
+    it was published, a connection of its own p50 0.3 / p99 3 ms (bench/alarm_latency.py).
+    Each connection keeps its persistent session; the source counts as connected when both
+    are.
+    """
 
     def __init__(
         self,
@@ -74,14 +96,49 @@ class MqttSource:
         self.inbox = inbox
         self.metrics = metrics
         self.v5 = protocol == "5"
-        self.topic_filter = subscription_filter(shared_group)
-        self.connected = False
-        self._client: mqtt.Client | None = None
+        self.shared_group = shared_group
+        self._alarms: mqtt.Client | None = None
+        self._bulk: mqtt.Client | None = None
+        self._up: set[str] = set()
+        self._lock = threading.Lock()
+
+    @property
+    def connected(self) -> bool:
+        return len(self._up) == 2
 
     def start(self) -> None:
+        group = self.shared_group
+        self._alarms = self._open(
+            self.client_id + ALARM_LANE_SUFFIX, urgent_filters(group), self._on_alarm_lane
+        )
+        self._bulk = self._open(self.client_id, [subscription_filter(group)], self._on_bulk_lane)
+
+    def stop(self) -> None:
+        for client in (self._alarms, self._bulk):
+            if client is not None:
+                client.disconnect()
+                client.loop_stop()
+        self._alarms = self._bulk = None
+        with self._lock:
+            self._up.clear()
+        self.metrics.broker_connected.set(0)
+
+    def ack(self, items: list[Received]) -> None:
+        alarms, bulk = self._alarms, self._bulk
+        for item in items:
+            client = alarms if is_urgent_topic(item.topic) else bulk
+            if item.qos > 0 and client is not None:
+                client.ack(item.mid, item.qos)
+
+    def _open(
+        self,
+        client_id: str,
+        filters: list[str],
+        on_message: Callable[[mqtt.Client, object, mqtt.MQTTMessage], None],
+    ) -> mqtt.Client:
         client = _IngestClient(
             CallbackAPIVersion.VERSION2,
-            client_id=self.client_id,
+            client_id=client_id,
             protocol=mqtt.MQTTv5 if self.v5 else mqtt.MQTTv311,
             clean_session=None if self.v5 else False,
             manual_ack=True,
@@ -93,15 +150,15 @@ class MqttSource:
             client.tls_set(cert_reqs=ssl.CERT_REQUIRED)
         client.reconnect_delay_set(min_delay=1, max_delay=30)
         client.max_queued_messages_set(0)
+        client.user_data_set(_Lane(client_id, filters))
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
-        client.on_message = self._on_message
+        client.on_message = on_message
         properties = None
         if self.v5:
             properties = Properties(PacketTypes.CONNECT)
             properties.SessionExpiryInterval = SESSION_EXPIRY_S
             properties.ReceiveMaximum = RECEIVE_MAXIMUM
-        self._client = client
         client.connect_async(
             self.address.host,
             self.address.port,
@@ -110,56 +167,60 @@ class MqttSource:
             properties=properties,
         )
         client.loop_start()
-
-    def stop(self) -> None:
-        if self._client is not None:
-            self._client.disconnect()
-            self._client.loop_stop()
-            self._client = None
-        self.connected = False
-
-    def ack(self, items: list[Received]) -> None:
-        client = self._client
-        if client is None:
-            return
-        for item in items:
-            if item.qos > 0:
-                client.ack(item.mid, item.qos)
+        return client
 
     def _on_connect(
         self,
         client: mqtt.Client,
-        _userdata: object,
+        lane: _Lane,
         flags: mqtt.ConnectFlags,
         reason: object,
         _properties: Properties | None,
     ) -> None:
+        name = lane.client_id
         if getattr(reason, "is_failure", False):
-            log.error("broker %s refused the connection: %s", self.address.display(), reason)
+            log.error("broker %s refused %s: %s", self.address.display(), name, reason)
             return
-        client.subscribe(self.topic_filter, qos=1)
-        self.connected = True
-        self.metrics.broker_connected.set(1)
-        self.inbox.put(Control("connected", now_ms()))
+        client.subscribe([(topic_filter, 1) for topic_filter in lane.filters])
+        with self._lock:
+            self._up.add(name)
+            now_up = self.connected
+            if now_up:
+                self.inbox.put(Control("connected", now_ms()))
+        self.metrics.broker_connected.set(1 if now_up else 0)
         log.info(
-            "connected to %s (session present: %s)", self.address.display(), flags.session_present
+            "%s connected to %s (session present: %s)",
+            name,
+            self.address.display(),
+            flags.session_present,
         )
 
     def _on_disconnect(
         self,
         _client: mqtt.Client,
-        _userdata: object,
+        lane: _Lane,
         _flags: mqtt.DisconnectFlags,
         reason: object,
         _properties: Properties | None,
     ) -> None:
-        was_connected = self.connected
-        self.connected = False
+        name = lane.client_id
+        with self._lock:
+            was_connected = self.connected
+            self._up.discard(name)
+            if was_connected:
+                self.inbox.put(Control("disconnected", now_ms()))
         self.metrics.broker_connected.set(0)
         if was_connected:
-            self.inbox.put(Control("disconnected", now_ms()))
-            log.warning("lost the broker %s: %s", self.address.display(), reason)
+            log.warning("%s lost the broker %s: %s", name, self.address.display(), reason)
 
-    def _on_message(self, _client: mqtt.Client, _userdata: object, msg: mqtt.MQTTMessage) -> None:
+    def _on_alarm_lane(self, _client: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
         topic = msg._topic.decode("utf-8", errors="replace")
+        self.inbox.put(Received(topic, bytes(msg.payload), msg.mid, msg.qos, now_ms(), msg.retain))
+
+    def _on_bulk_lane(self, client: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
+        topic = msg._topic.decode("utf-8", errors="replace")
+        if is_urgent_topic(topic):  # the alarm connection has its own copy
+            if msg.qos > 0:
+                client.ack(msg.mid, msg.qos)
+            return
         self.inbox.put(Received(topic, bytes(msg.payload), msg.mid, msg.qos, now_ms(), msg.retain))
