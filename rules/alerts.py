@@ -21,15 +21,28 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Engine, and_, case, event, func, or_, select
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Table,
+    and_,
+    bindparam,
+    case,
+    event,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.bus import Bus
 from core.contract import now_ms
-from core.db import make_engine, write_gate
+from core.db import WriteGate, make_engine, write_gate
 from core.journal import journal_order
 from core.models_alerts import Alert, AlertJournal, WebhookDeadLetter
 from rules import timers
@@ -37,8 +50,21 @@ from rules.engine import CancelTimer, Clear, Decision, Key, Raise, Timer
 from rules.spec import SEVERITY_RANK, RuleSet
 
 log = logging.getLogger(__name__)
-ALERTS = Alert.__table__
+ALERTS = cast(Table, Alert.__table__)
+JOURNAL = cast(Table, AlertJournal.__table__)
+JOURNAL_INSERT = insert(JOURNAL).returning(JOURNAL.c.id)
 SYSTEM = "system"
+RECENTLY_CLEARED = (
+    select(func.count())
+    .select_from(ALERTS)
+    .where(
+        ALERTS.c.rule_id == bindparam("rule_id"),
+        ALERTS.c.subject == bindparam("subject"),
+        ALERTS.c.resolved_ms >= bindparam("since"),
+        ALERTS.c.resolved_by == SYSTEM,
+    )
+)
+"""How often a (rule, subject) was raised and cleared by its rule since a time (flapping)."""
 DISPLAY_STATES = ("active", "acknowledged", "resolved", "shelved")
 MAX_NOTE = 2000
 JOURNAL_CHANNEL = "parkguard_alert_journal"
@@ -186,6 +212,14 @@ def journal_public(entry: AlertJournal) -> dict[str, Any]:
     }
 
 
+def _core(session: Session) -> Connection:
+    """The session's connection for a Core statement, after writing out pending ORM changes
+    (a Core statement does not flush them itself). The alarm path (raise, journal) runs in
+    Core: the ORM's unit of work cost an alert's raise about three times as much."""
+    session.flush()
+    return session.connection()
+
+
 def open_key(rule_id: str, subject: str) -> str:
     return f"{rule_id}|{subject}"
 
@@ -262,6 +296,12 @@ class AlertStore:
         return self._writer.dialect.name
 
     @property
+    def gate(self) -> WriteGate:
+        """This process's write gate to the store's database (``core.db.WriteGate``)."""
+        assert self._writer is not None, "AlertStore.open() first"
+        return write_gate(self._writer)
+
+    @property
     def write_lock(self) -> threading.Lock:
         """Held across each write transaction and the publishing of its changes (a
         ``core.journal.JournalBus`` reads other processes' changes under it)."""
@@ -332,12 +372,27 @@ class AlertStore:
             "detail": decision.detail,
             "updated_ms": tx.now_ms,
         }
-        alert = session.scalars(
-            self._upsert(session), [row], execution_options={"populate_existing": True}
-        ).one()
+        connection = _core(session)
+        alert = Alert(**connection.execute(self._upsert(connection), row).one()._mapping)
+        held = session.identity_map.get(session.identity_key(Alert, alert.id))
+        if held is not None:
+            session.expire(held)  # loaded earlier in this transaction: now stale
         if alert.count == 1:
-            self._new(session, alert, tx)
-            return
+            self._new(connection, alert, tx)
+        elif not alert.condition_active or (
+            SEVERITY_RANK[decision.severity] > SEVERITY_RANK[alert.severity]
+        ):
+            self._raise_again(session, decision, tx, session.get_one(Alert, alert.id))
+        else:
+            state = display_state(alert)
+            change = AlertChange(
+                None, tx.now_ms, "repeated", SYSTEM, state, state, None, False, public(alert)
+            )
+            tx.changes.append(change)
+
+    def _raise_again(self, session: Session, decision: Raise, tx: _Tx, alert: Alert) -> None:
+        """An open alert whose condition came back (under a shelf or flapping) or grew more
+        severe."""
         reactivated = not alert.condition_active
         if reactivated:
             before = display_state(alert)
@@ -349,30 +404,14 @@ class AlertStore:
             )
         if SEVERITY_RANK[decision.severity] > SEVERITY_RANK[alert.severity]:
             self._upgrade(session, alert, decision.severity, tx)
-            return
-        if reactivated:
-            return
-        tx.changes.append(
-            AlertChange(
-                None,
-                tx.now_ms,
-                "repeated",
-                SYSTEM,
-                display_state(alert),
-                display_state(alert),
-                None,
-                False,
-                public(alert),
-            )
-        )
 
-    def _upsert(self, session: Session) -> Any:
+    def _upsert(self, connection: Connection) -> Any:
         """INSERT ... ON CONFLICT (open_key) DO UPDATE count + 1 ... RETURNING the alert:
         atomic on both databases, so racing raises make one alert; built once per dialect."""
-        name = session.get_bind().dialect.name
+        name = connection.dialect.name
         if name not in self._upserts:
             dialect = postgresql if name == "postgresql" else sqlite
-            insert = dialect.insert(Alert)
+            insert = dialect.insert(ALERTS)
             self._upserts[name] = insert.on_conflict_do_update(
                 index_elements=[ALERTS.c.open_key],
                 set_={
@@ -388,30 +427,25 @@ class AlertStore:
                     "zone_id": insert.excluded.zone_id,
                     "updated_ms": insert.excluded.updated_ms,
                 },
-            ).returning(Alert)
+            ).returning(*ALERTS.c)
         return self._upserts[name]
 
-    def _new(self, session: Session, alert: Alert, tx: _Tx) -> None:
+    def _new(self, connection: Connection, alert: Alert, tx: _Tx) -> None:
+        """Journal a raised alert; mark it flapping if it was raised and cleared too often."""
         flapping = self.rules.flapping(alert.rule_id)
         since = tx.now_ms - round(flapping.window * 1000)
-        recent = session.scalar(
-            select(func.count())
-            .select_from(Alert)
-            .where(
-                Alert.rule_id == alert.rule_id,
-                Alert.subject == alert.subject,
-                Alert.resolved_ms >= since,
-                Alert.resolved_by == SYSTEM,
-            )
+        recent = connection.scalar(
+            RECENTLY_CLEARED, {"rule_id": alert.rule_id, "subject": alert.subject, "since": since}
         )
         note = None
         if (recent or 0) + 1 >= flapping.count:
+            connection.execute(update(ALERTS).where(ALERTS.c.id == alert.id).values(flapping=True))
             alert.flapping = True
             note = (
                 f"flapping: raised {(recent or 0) + 1} times within {flapping.window:g} s; "
                 "held open until it stays clear"
             )
-        self._journal(session, alert, tx, "raised", None, True, note, alert.detail)
+        self._journal(connection, alert, tx, "raised", None, True, note, alert.detail)
 
     def _upgrade(self, session: Session, alert: Alert, severity: str, tx: _Tx) -> None:
         before = display_state(alert)
@@ -600,7 +634,7 @@ class AlertStore:
 
     def _journal(
         self,
-        session: Session,
+        session: Session | Connection,
         alert: Alert,
         tx: _Tx,
         action: str,
@@ -611,31 +645,23 @@ class AlertStore:
         actor: str = SYSTEM,
     ) -> None:
         alert.updated_ms = tx.now_ms
-        entry = AlertJournal(
-            alert_id=alert.id,
-            at_ms=tx.now_ms,
-            actor=actor,
-            action=action,
-            from_state=before,
-            to_state=display_state(alert),
-            note=note,
-            detail=detail,
+        to_state = display_state(alert)
+        connection = _core(session) if isinstance(session, Session) else session
+        entry = {
+            "alert_id": alert.id,
+            "at_ms": tx.now_ms,
+            "actor": actor,
+            "action": action,
+            "from_state": before,
+            "to_state": to_state,
+            "note": note,
+            "detail": detail,
+        }
+        seq = connection.execute(JOURNAL_INSERT, entry).scalar_one()
+        change = AlertChange(
+            seq, tx.now_ms, action, actor, before, to_state, note, notify, public(alert)
         )
-        session.add(entry)
-        session.flush()
-        tx.changes.append(
-            AlertChange(
-                entry.id,
-                tx.now_ms,
-                action,
-                actor,
-                before,
-                entry.to_state,
-                note,
-                notify,
-                public(alert),
-            )
-        )
+        tx.changes.append(change)
 
     def _locked(self, session: Session, *where: Any) -> Alert | None:
         return session.scalars(select(Alert).where(*where).with_for_update()).first()

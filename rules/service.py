@@ -168,6 +168,7 @@ class RulesService:
         batches are already queued."""
         now = self.clock()
         if batch.events or batch.presence:
+            self.store.gate.expect_urgent()  # telemetry waits until its alerts are stored
             self._put(URGENT, ("urgent", batch.events, batch.presence, now))
         if batch.telemetry:
             self._telemetry_slots.acquire()
@@ -210,6 +211,8 @@ class RulesService:
                 self._done(item)
 
     def _done(self, item: tuple[Any, ...]) -> None:
+        if item[0] == "urgent":
+            self.store.gate.urgent_settled()
         if item[0] == "telemetry":
             self._telemetry_slots.release()
         if item[0] == "tick":

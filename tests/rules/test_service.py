@@ -295,3 +295,24 @@ def test_a_failing_rule_evaluation_is_counted_and_the_worker_carries_on(
         assert service.wait_idle()
         assert service.stats.engine_errors == 1
         assert len(open_alerts(service)) == 1
+
+
+def test_an_alarm_holds_back_telemetry_writes_until_its_alert_is_stored(
+    sqlite_url: str,
+) -> None:
+    """On SQLite the service announces the alert of a committed alarm to the write gate at
+    once, so the collector's next telemetry batch cannot take the file before it."""
+    engine = make_engine(sqlite_url)
+    site = unique("s")
+    ids = add_park(engine, site, f"{site}-")
+    engine.dispose()
+    rules = ruleset(rule(id="fire", kind="event", events=["fire_alarm"], severity="critical"))
+    with running(sqlite_url, rules) as service:
+        gate = service.store.gate
+        fire = Event(ids["smoke1"], site, now_ms(), 1, "fire_alarm", None)
+        with gate.hold():  # a telemetry batch is being written: the alert must wait for it
+            service.on_batch(CommittedBatch(events=[fire]))
+            assert gate.urgent_waiting, "announced before the worker got to it"
+        assert service.wait_idle()
+        assert not gate.urgent_waiting
+        assert [a["rule"] for a in open_alerts(service)] == ["fire"]
