@@ -74,8 +74,9 @@ class MqttSource:
     told to.
 
     The alarm connection subscribes to event and status topics only; the bulk connection to
-    everything, and it acknowledges at once, unread, what the alarm connection carries. So a
-    fire alarm never queues behind telemetry in a socket or in paho's reading of it: under
+    everything (its copies of alarm topics wait with the telemetry and are stored once, see
+    ``Received.copy``). So a fire alarm never queues behind telemetry in a socket or in
+    paho's reading of it: under
     2,000 telemetry msg/s a shared connection handed an alarm over p50 4.6 / p99 10 ms after
     it was published, a connection of its own p50 0.3 / p99 3 ms (bench/alarm_latency.py).
     Each connection keeps its persistent session; the source counts as connected when both
@@ -126,7 +127,7 @@ class MqttSource:
     def ack(self, items: list[Received]) -> None:
         alarms, bulk = self._alarms, self._bulk
         for item in items:
-            client = alarms if is_urgent_topic(item.topic) else bulk
+            client = alarms if item.urgent else bulk
             if item.qos > 0 and client is not None:
                 client.ack(item.mid, item.qos)
 
@@ -217,10 +218,9 @@ class MqttSource:
         topic = msg._topic.decode("utf-8", errors="replace")
         self.inbox.put(Received(topic, bytes(msg.payload), msg.mid, msg.qos, now_ms(), msg.retain))
 
-    def _on_bulk_lane(self, client: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
+    def _on_bulk_lane(self, _client: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
         topic = msg._topic.decode("utf-8", errors="replace")
-        if is_urgent_topic(topic):  # the alarm connection has its own copy
-            if msg.qos > 0:
-                client.ack(msg.mid, msg.qos)
-            return
-        self.inbox.put(Received(topic, bytes(msg.payload), msg.mid, msg.qos, now_ms(), msg.retain))
+        copy = is_urgent_topic(topic)
+        self.inbox.put(
+            Received(topic, bytes(msg.payload), msg.mid, msg.qos, now_ms(), msg.retain, copy)
+        )

@@ -25,6 +25,16 @@ class Received:
     received_ms: int
     retained: bool = False
     """Replayed from the broker's retained store on subscribing, not published just now."""
+    copy: bool = False
+    """The bulk connection's copy of an event or status message, which the alarm connection
+    receives too. It waits with the telemetry; whichever copy is written first is stored,
+    the other is a duplicate of the same identity. Keeping both costs a duplicate insert per
+    alarm and means an alarm is not lost when one session lacks it (the alarm session is new
+    after an upgrade, or the broker refuses it)."""
+
+    @property
+    def urgent(self) -> bool:
+        return not self.copy and is_urgent_topic(self.topic)
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +67,7 @@ class Inbox:
         return self._maxsize
 
     def put(self, item: Item) -> None:
-        urgent = isinstance(item, Control) or is_urgent_topic(item.topic)
+        urgent = isinstance(item, Control) or item.urgent
         with self._cond:
             if not urgent and len(self) >= self._maxsize:
                 if self._on_full is not None:
@@ -95,7 +105,7 @@ class Inbox:
             return
         with self._cond:
             for item in reversed(items):
-                urgent = isinstance(item, Control) or is_urgent_topic(item.topic)
+                urgent = isinstance(item, Control) or item.urgent
                 (self._urgent if urgent else self._bulk).appendleft(item)
             self._bulk_since = 0.0
             self._cond.notify()

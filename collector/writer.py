@@ -32,6 +32,9 @@ from core.readings import ReadingRow, ReadingsStore
 log = logging.getLogger(__name__)
 EVENTS = cast(Table, DeviceEvent.__table__)
 DEAD = cast(Table, DeadLetter.__table__)
+Seen = dict[tuple[str, int, int], bool]
+"""Message identities read in this transaction; True while only a bulk-connection copy of it
+was read (``Received.copy``), False once the message itself was."""
 CHUNK = 50
 """Messages decoded before their readings are inserted (one multi-row INSERT or two)."""
 
@@ -104,7 +107,7 @@ class Writer:
             types = {d: r.type for d, r in self.decoder.register.items()}
             self.states.sweep(now_ms, self.connected_since_ms, types)
         batch = _Batch()
-        seen: set[tuple[str, int, int]] = set()
+        seen: Seen = {}
         deferred: list[Item] = []
         started = time.perf_counter()
         with self.gate.hold(urgent), self.engine.begin() as connection:
@@ -121,7 +124,7 @@ class Writer:
             presence = self.states.flush(connection)
         self.metrics.batch_seconds.observe(time.perf_counter() - started)
         self.metrics.messages_in.inc(len(batch.received))
-        self._count(batch)
+        self._count(batch, seen)
         committed = CommittedBatch(batch.new_telemetry, batch.new_events, presence)
         return Written(committed, batch.received, deferred)
 
@@ -141,7 +144,7 @@ class Writer:
         connection: Connection,
         items: list[Item],
         now_ms: int,
-        seen: set[tuple[str, int, int]],
+        seen: Seen,
         batch: _Batch,
         yield_to: Callable[[], bool] | None = None,
         first: bool = False,
@@ -163,7 +166,7 @@ class Writer:
         self,
         items: list[Item],
         now_ms: int,
-        seen: set[tuple[str, int, int]],
+        seen: Seen,
         yield_to: Callable[[], bool] | None,
         first: bool,
     ) -> tuple[_Batch, int]:
@@ -180,24 +183,41 @@ class Writer:
             try:
                 message = self.decoder.decode(item.topic, item.payload, now_ms)
             except ContractError as exc:
-                batch.dead.append(_dead_letter(item, exc))
+                if not item.copy:  # the alarm connection's copy is the one recorded
+                    batch.dead.append(_dead_letter(item, exc))
+                continue
+            if item.copy:
+                self._copy(message, batch, seen)
                 continue
             if isinstance(message, Status):
                 self.states.status(message, item.received_ms, item.retained)
                 continue
-            identity = (message.device_id, message.ts_ms, message.seq)
-            if identity in seen:
+            identity = _message_identity(message)
+            if seen.get(identity) is False:
                 self.metrics.duplicates.inc()
                 continue
-            seen.add(identity)
+            copy_read = identity in seen
+            seen[identity] = False
             if isinstance(message, Telemetry):
                 if message.ts_ms <= self.states.newest_ts_ms(message.device_id):
                     batch.suspects.add(len(batch.telemetry))
                 batch.telemetry.append(message)
             self.states.saw(message, item.received_ms)
-            if isinstance(message, Event):
+            if isinstance(message, Event) and not copy_read:
                 batch.events.append(message)
         return batch, len(items)
+
+    @staticmethod
+    def _copy(message: Telemetry | Event | Status, batch: _Batch, seen: Seen) -> None:
+        """The bulk connection's copy of an alarm-connection message: an event is stored if
+        the alarm connection's copy was not (its identity decides); device state and presence
+        are left to the alarm connection's copy, which may be newer news by now."""
+        if not isinstance(message, Event):
+            return
+        identity = _message_identity(message)
+        if identity not in seen:
+            seen[identity] = True
+            batch.events.append(message)
 
     def _control(self, item: Control) -> None:
         if item.kind == "connected":
@@ -239,13 +259,16 @@ class Writer:
                 new.append(event)
         return new
 
-    def _count(self, batch: _Batch) -> None:
+    def _count(self, batch: _Batch, seen: Seen) -> None:
         m = self.metrics
         telemetry, events = batch.new_telemetry, batch.new_events
         m.stored.labels("telemetry").inc(len(telemetry))
         m.stored.labels("event").inc(len(events))
         m.readings_stored.inc(sum(len(t.metrics) for t in telemetry))
-        m.duplicates.inc(len(batch.telemetry) - len(telemetry) + len(batch.events) - len(events))
+        stored = {_message_identity(e) for e in events}
+        old_events = [e for e in batch.events if _message_identity(e) not in stored]
+        old_originals = sum(1 for e in old_events if not seen[_message_identity(e)])
+        m.duplicates.inc(len(batch.telemetry) - len(telemetry) + old_originals)
         for dead in batch.dead:
             m.dead_letters.labels(str(dead["reason"])).inc()
 
@@ -256,6 +279,10 @@ def _rows(telemetry: list[Telemetry]) -> list[ReadingRow]:
         for t in telemetry
         for name, value in t.metrics.items()
     ]
+
+
+def _message_identity(message: Telemetry | Event) -> tuple[str, int, int]:
+    return message.device_id, message.ts_ms, message.seq
 
 
 def _identity(message: Telemetry) -> tuple[str, str, int, int]:

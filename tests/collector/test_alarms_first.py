@@ -23,7 +23,7 @@ from collector.presence import DeviceStates
 from collector.service import load_register
 from collector.writer import CHUNK, Writer
 from core.catalogue import load_catalogue
-from core.contract import encode_event, encode_telemetry, now_ms, topic_for
+from core.contract import encode_event, encode_status, encode_telemetry, now_ms, topic_for
 from core.db import WriteGate, make_engine, write_gate
 from core.readings import SqlReadingsStore
 from tests.builders import make_site
@@ -261,3 +261,73 @@ def test_an_open_gate_ignores_announcements() -> None:
         pass
     gate.urgent_settled()
     assert not gate.urgent_waiting
+
+
+def copy_of(item: Received, mid: int) -> Received:
+    """The bulk connection's copy of an alarm-connection message."""
+    return Received(item.topic, item.payload, mid, item.qos, item.received_ms, copy=True)
+
+
+def test_an_alarm_and_its_bulk_copy_are_stored_once_and_not_counted_as_duplicates(
+    park: tuple[Engine, str],
+) -> None:
+    engine, site = park
+    writer = writer_for(engine)
+    fire = alarm(site, 1)
+    first = writer.write([fire], now_ms(), urgent=True)
+    later = writer.write([*telemetry(site, 3, start_mid=10), copy_of(fire, 2)], now_ms())
+    assert [e.event for e in first.committed.events] == ["fire_alarm"]
+    assert later.committed.events == [], "the copy is the same alarm"
+    assert len(later.done) == 4, "the copy is acknowledged with its batch"
+    assert events(engine, site) == 1
+    assert writer.metrics.duplicates._value.get() == 0
+
+
+def test_a_bulk_copy_stores_an_alarm_its_own_connection_never_got(
+    park: tuple[Engine, str],
+) -> None:
+    """After an upgrade the alarm connection's session is new: alarms queued while the
+    collector was down are only in the bulk connection's session."""
+    engine, site = park
+    writer = writer_for(engine)
+    fire = alarm(site, 1)
+    written = writer.write([copy_of(fire, 1)], now_ms())
+    assert [e.event for e in written.committed.events] == ["fire_alarm"]
+    again = writer.write([fire], now_ms(), urgent=True)  # it may come after all
+    assert again.committed.events == []
+    assert events(engine, site) == 1
+
+
+def test_a_bulk_copy_read_first_in_a_transaction_still_updates_the_device(
+    park: tuple[Engine, str],
+) -> None:
+    engine, site = park
+    writer = writer_for(engine)
+    fault = Received(
+        topic_for(site, f"{site}-sd", "event"),
+        encode_event(now_ms(), 7, "fault"),
+        1,
+        1,
+        now_ms(),
+    )
+    written = writer.write([copy_of(fault, 2), fault], now_ms())
+    assert [e.event for e in written.committed.events] == ["fault"]
+    assert writer.states.states[f"{site}-sd"].fault is True
+    assert writer.metrics.duplicates._value.get() == 0
+
+
+def test_bulk_copies_of_status_and_broken_messages_leave_no_trace(
+    park: tuple[Engine, str],
+) -> None:
+    """Presence and dead letters come from the alarm connection's copy only: a late copy of
+    an old 'offline' must not undo a newer 'online'."""
+    engine, site = park
+    writer = writer_for(engine)
+    device = f"{site}-sd"
+    offline = Received(topic_for(site, device, "status"), encode_status(now_ms(), False), 1, 1, 0)
+    online = Received(topic_for(site, device, "status"), encode_status(now_ms(), True), 2, 1, 0)
+    broken = Received(topic_for(site, device, "event"), b"{not json", 3, 1, now_ms())
+    writer.write([offline, online], now_ms(), urgent=True)
+    writer.write([copy_of(offline, 4), copy_of(broken, 5)], now_ms())
+    assert writer.states.states[device].presence == "online"
+    assert count(engine, "select count(*) from dead_letters where device_id = :d", d=device) == 0

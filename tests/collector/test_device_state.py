@@ -48,7 +48,7 @@ def test_a_flush_writes_every_dirty_device_as_it_is_in_memory(engine: Engine) ->
         changes = states.flush(c)
     assert {c.device_id for c in changes} == set(ids), "each went unknown → online"
     rows = stored(engine, ids)
-    for i, device_id in enumerate(ids):
+    for device_id in ids:
         row, live = rows[device_id], states.states[device_id]
         assert row["presence"] == "online"
         assert row["presence_since_ms"] == live.presence_since_ms
