@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, insert
 
 from collector.client import BrokerAddress
 from collector.service import Collector
@@ -17,6 +17,7 @@ from core.catalogue import load_catalogue
 from core.contract import Event, Telemetry, encode_event, encode_telemetry, now_ms, topic_for
 from core.db import make_engine
 from core.ingest import CommittedBatch
+from core.models import Device
 from core.readings import SqlReadingsStore
 from core.settings import Settings
 from rules.alerts import AlertFilter
@@ -316,3 +317,37 @@ def test_an_alarm_holds_back_telemetry_writes_until_its_alert_is_stored(
         assert service.wait_idle()
         assert not gate.urgent_waiting
         assert [a["rule"] for a in open_alerts(service)] == ["fire"]
+
+
+def test_the_register_is_read_off_the_worker_and_used_only_when_it_changed(
+    park: tuple[str, str, dict[str, str], str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Re-indexing the rules for every device holds the worker that handles alarms, so an
+    unchanged register must not be handed to it."""
+    url, site, _, prefix = park
+    monkeypatch.setattr("rules.service.DIRECTORY_REFRESH_S", 0.1)
+    rules = ruleset(rule(id="fire", kind="event", events=["fire_alarm"]))
+    with running(url, rules) as service:
+        time.sleep(1.0)  # about ten reads of an unchanged register
+        assert service.stats.directories == 0
+        engine = make_engine(url)
+        with engine.begin() as c:
+            c.execute(
+                insert(Device),
+                [
+                    {
+                        "id": f"{prefix}new",
+                        "site_id": site,
+                        "type": "smoke_detector",
+                        "zone_id": f"{prefix}w1",
+                        "label": "new",
+                    }
+                ],
+            )
+        engine.dispose()
+        wait_for(
+            lambda: f"{prefix}new" in service.engine.directory.devices,
+            timeout=5,
+            what="the new device in the engine's register",
+        )
+        assert service.stats.directories == 1
