@@ -90,6 +90,11 @@ def _columns(row: ReadingRow) -> tuple[str, str, int, int, float | None, str | N
     return (row.device_id, row.metric, row.ts_ms, row.seq, float(value), None)
 
 
+UNNEST_INSERT = (
+    "INSERT INTO readings (device_id, metric, ts_ms, seq, value, text) "
+    "SELECT * FROM unnest(%s::varchar[], %s::varchar[], %s::bigint[], %s::bigint[], "
+    "%s::float8[], %s::varchar[]) ON CONFLICT DO NOTHING"
+)
 ROWS_PER_INSERT = 160
 """Rows per INSERT statement (960 parameters: under SQLite's oldest limit of 999)."""
 
@@ -100,7 +105,10 @@ class SqlReadingsStore:
     Rows go in as multi-row INSERTs, not executemany: the driver lets go of the GIL and takes
     it back once per statement, and each taking back can wait a thread switch interval behind
     the MQTT and rules threads, so executemany's one statement per row made a busy collector
-    slow to store telemetry and slow to reach the fire alarm waiting behind it."""
+    slow to store telemetry and slow to reach the fire alarm waiting behind it. On PostgreSQL
+    the rows go as six arrays to one short statement: psycopg parses a statement of hundreds of
+    placeholders anew each time (it caches statements of at most 50), which made the writer
+    the bottleneck at 2,000 msg/s."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -108,6 +116,11 @@ class SqlReadingsStore:
         self._inserts: dict[int, str] = {}
 
     def write(self, connection: Connection, rows: Sequence[ReadingRow]) -> int:
+        if not rows:
+            return 0
+        if connection.dialect.name == "postgresql":
+            columns = tuple(list(column) for column in zip(*map(_columns, rows), strict=True))
+            return max(connection.exec_driver_sql(UNNEST_INSERT, columns).rowcount, 0)
         stored = 0
         for start in range(0, len(rows), ROWS_PER_INSERT):
             page = rows[start : start + ROWS_PER_INSERT]
