@@ -252,8 +252,7 @@ class RulesService:
                 self.stats.ticks += 1
                 engine.on_tick(now, out)
             elif kind == "directory":
-                self.stats.directories += 1
-                out += engine.set_directory(item[1], now)
+                out += self._set_directory(item[1], now)
             elif kind == "forget":
                 engine.forget(item[1], item[2], now, out)
             elif kind == "flush":
@@ -323,14 +322,8 @@ class RulesService:
         """Read the register on the ticker thread and hand it to the worker only when it
         changed: re-indexing the rules for every device holds the worker (about 100 ms for
         1,500 devices), and an alarm arriving meanwhile would wait for it."""
-        self._last_directory = time.monotonic()
-        try:
-            directory = self._load_directory()
-        except SQLAlchemyError:
-            self.stats.db_errors += 1
-            log.exception("could not reload the device register")
-            return
-        if directory != self.engine.directory:
+        directory = self._changed_directory()
+        if directory is not None:
             self._put(NORMAL, ("directory", directory))
 
     def _on_change(self, change: AlertChange) -> None:
@@ -347,18 +340,24 @@ class RulesService:
             return
         if time.monotonic() - self._last_directory < 1.0:
             return
-        self._store(self._reload_directory(self.clock()), self.clock())
+        directory = self._changed_directory()
+        if directory is not None:
+            now = self.clock()
+            self._store(self._set_directory(directory, now), now)
 
-    def _reload_directory(self, now: int) -> list[Decision]:
+    def _changed_directory(self) -> Directory | None:
+        """The register as stored now, or None if it is what the engine has (or unreadable)."""
         self._last_directory = time.monotonic()
         try:
             directory = self._load_directory()
         except SQLAlchemyError:
             self.stats.db_errors += 1
             log.exception("could not reload the device register")
-            return []
-        if directory == self.engine.directory:
-            return []
+            return None
+        return None if directory == self.engine.directory else directory
+
+    def _set_directory(self, directory: Directory, now: int) -> list[Decision]:
+        self.stats.directories += 1
         return self.engine.set_directory(directory, now)
 
     def _load_directory(self) -> Directory:
