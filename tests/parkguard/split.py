@@ -21,7 +21,7 @@ from core.settings import Settings
 from parkguard.runtime import Runtime
 from tests.collector.helpers import wait_for
 from tests.conftest import DEMO_SITE, unique
-from tests.plans.builders import Server
+from tests.live import Server
 
 SITE_ID = "cdpark"
 LANE = "FL-S-FLM001"

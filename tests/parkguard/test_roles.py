@@ -19,8 +19,8 @@ import pytest
 from core.contract import encode_event, now_ms, topic_for
 from tests.collector.helpers import publish_all, wait_for
 from tests.conftest import DEMO_SITE, ROOT, free_port, unique
+from tests.live import read_events
 from tests.parkguard.test_serve import ADMIN_PASSWORD, signed_in
-from tests.plans.builders import read_events
 
 
 def environment(database_url: str, broker: tuple[str, int], api_port: int) -> dict[str, str]:

@@ -17,6 +17,7 @@ import pytest
 from core.contract import encode_event, encode_telemetry, now_ms, topic_for
 from tests.collector.helpers import publish_all, wait_for
 from tests.conftest import unique
+from tests.live import read_events
 from tests.parkguard.split import (
     DETECTORS,
     LANE,
@@ -26,7 +27,6 @@ from tests.parkguard.split import (
     quick_site,
     split_roles,
 )
-from tests.plans.builders import read_events
 
 WANG = {"X-ParkGuard-User": "wang", "X-ParkGuard-Role": "operator"}
 

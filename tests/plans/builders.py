@@ -3,14 +3,9 @@ and the real services (collector, rules, incidents) started and stopped around a
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
-
-import httpx
-import uvicorn
-from fastapi import FastAPI
 
 from collector.client import BrokerAddress
 from collector.service import Collector
@@ -23,7 +18,7 @@ from rules.plans import Plan, PlanSet
 from rules.service import RulesService
 from rules.spec import RuleSet
 from tests.collector.helpers import wait_for
-from tests.conftest import free_port, unique
+from tests.conftest import unique
 
 
 def plan_dict(**fields: Any) -> dict[str, Any]:
@@ -120,42 +115,3 @@ def running_collector(url: str, broker: tuple[str, int], rules: RulesService) ->
     finally:
         collector.stop()
         engine.dispose()
-
-
-class Server:
-    """An app on a real uvicorn, on a free port, in a thread (for the SSE stream)."""
-
-    def __init__(self, app: FastAPI) -> None:
-        self.port = free_port()
-        config = uvicorn.Config(
-            app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off", ws="none"
-        )
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-        self.thread.start()
-        wait_for(lambda: self.server.started, timeout=10, what="uvicorn")
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(10)
-
-
-def read_events(response: httpx.Response, wanted: int) -> list[dict[str, Any]]:
-    """The first ``wanted`` server-sent events with data, as {field: value}."""
-    events: list[dict[str, Any]] = []
-    current: dict[str, Any] = {}
-    for line in response.iter_lines():
-        if line == "":
-            if "data" in current:
-                events.append(current)
-                if len(events) >= wanted:
-                    return events
-            current = {}
-        elif not line.startswith(":"):
-            name, _, value = line.partition(":")
-            current[name] = value.lstrip(" ")
-    return events

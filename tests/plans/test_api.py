@@ -31,7 +31,7 @@ from rules.plans import PlanSet, load_site_plans
 from rules.spec import load_site_rules
 from tests.collector.helpers import wait_for
 from tests.conftest import DEMO_SITE, unique
-from tests.plans.builders import Server, read_events
+from tests.live import Server, read_events
 from tests.rules.builders import add_park
 
 ACTIVATE = "/api/v1/plans/{}/activate"

@@ -11,7 +11,6 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
@@ -30,7 +29,7 @@ from core.settings import Settings
 from rules.alerts import AlertFilter, AlertStore
 from rules.engine import Clear, Raise
 from tests.collector.helpers import wait_for
-from tests.conftest import free_port
+from tests.live import Server, read_events
 from tests.rules.builders import rule, ruleset
 
 SITE = "park1"
@@ -310,44 +309,6 @@ def test_the_app_serves_the_alerts_router(db_url: str, store: AlertStore) -> Non
 
 
 # ---- the live stream ------------------------------------------------------------------------
-
-
-class Server:
-    """The app on a real uvicorn, on a free port, in a thread."""
-
-    def __init__(self, app: FastAPI) -> None:
-        self.port = free_port()
-        config = uvicorn.Config(
-            app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off", ws="none"
-        )
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-        self.thread.start()
-        wait_for(lambda: self.server.started, timeout=10, what="uvicorn")
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(10)
-
-
-def read_events(response: httpx.Response, wanted: int) -> list[dict[str, Any]]:
-    events: list[dict[str, Any]] = []
-    current: dict[str, Any] = {}
-    for line in response.iter_lines():
-        if line == "":
-            if "data" in current:
-                events.append(current)
-                if len(events) >= wanted:
-                    return events
-            current = {}
-        elif not line.startswith(":"):
-            field, _, value = line.partition(":")
-            current[field] = value.lstrip(" ")
-    return events
 
 
 def test_the_stream_carries_every_transition_in_commit_order(
