@@ -95,8 +95,10 @@ def serve(args: argparse.Namespace) -> None:
     from rules.spec import load_site_rules
 
     host, port = args.broker.split(":")
-    settings = Settings(
-        database_url=args.database_url, mqtt_client_id=f"bench-{uuid.uuid4().hex[:8]}"
+    settings = Settings(  # a short session: a bench's sessions must not pile up on the broker
+        database_url=args.database_url,
+        mqtt_client_id=f"bench-{uuid.uuid4().hex[:8]}",
+        mqtt_session_expiry_s=60,
     )
     engine = make_engine(args.database_url)
     rules = RulesService(args.database_url, load_site_rules(DEMO_SITE))

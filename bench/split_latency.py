@@ -55,7 +55,9 @@ def collect(args: argparse.Namespace) -> None:
 
     host, port = args.broker.split(":")
     url = args.database_url
-    settings = Settings(database_url=url, mqtt_client_id=f"bench-{uuid.uuid4().hex[:8]}")
+    settings = Settings(  # a short session: a bench's sessions must not pile up on the broker
+        database_url=url, mqtt_client_id=f"bench-{uuid.uuid4().hex[:8]}", mqtt_session_expiry_s=60
+    )
     engine = make_engine(url)
     rules = RulesService(url, load_site_rules(DEMO_SITE), bus=JournalBus(JOURNAL_CHANNEL, url))
     rules.start()

@@ -19,7 +19,6 @@ from collector.metrics import IngestMetrics
 from core.contract import is_urgent_topic, now_ms, subscription_filter, urgent_filters
 
 log = logging.getLogger(__name__)
-SESSION_EXPIRY_S = 7 * 24 * 3600
 RECEIVE_MAXIMUM = 65535
 
 
@@ -91,6 +90,7 @@ class MqttSource:
         metrics: IngestMetrics,
         protocol: str = "5",
         shared_group: str | None = None,
+        session_expiry_s: int = 7 * 24 * 3600,
     ) -> None:
         self.address = address
         self.client_id = client_id
@@ -98,6 +98,7 @@ class MqttSource:
         self.metrics = metrics
         self.v5 = protocol == "5"
         self.shared_group = shared_group
+        self.session_expiry_s = session_expiry_s
         self._alarms: mqtt.Client | None = None
         self._bulk: mqtt.Client | None = None
         self._up: set[str] = set()
@@ -158,7 +159,7 @@ class MqttSource:
         properties = None
         if self.v5:
             properties = Properties(PacketTypes.CONNECT)
-            properties.SessionExpiryInterval = SESSION_EXPIRY_S
+            properties.SessionExpiryInterval = self.session_expiry_s
             properties.ReceiveMaximum = RECEIVE_MAXIMUM
         client.connect_async(
             self.address.host,

@@ -84,6 +84,7 @@ class Collector:
             self.metrics,
             self.settings.mqtt_protocol,
             self.settings.mqtt_shared_group,
+            self.settings.mqtt_session_expiry_s,
         )
         self._thread = threading.Thread(target=self._run, name="collector-writer", daemon=True)
         self._thread.start()

@@ -36,6 +36,13 @@ class Settings(BaseSettings):
     mqtt_client_id: str = Field(default="parkguard-collector", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
     mqtt_protocol: str = Field(default="5", pattern=r"^(5|3\.1\.1)$")
     mqtt_shared_group: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    mqtt_session_expiry_s: int = Field(
+        default=7 * 24 * 3600,
+        ge=0,
+        le=2**32 - 1,
+        description="How long the broker keeps the collector's sessions (and queues their "
+        "messages) while it is away; MQTT 5 only.",
+    )
     site: Path | None = Field(default=None, description="Site folder (site.yaml, devices.csv...).")
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, ge=0, le=65535)

@@ -34,6 +34,10 @@ PG_ADMIN_URL = os.environ.get(
     "PARKGUARD_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
 REQUIRE = os.environ.get("PARKGUARD_TEST_REQUIRE_SERVICES") == "1"
+# Tests start collectors under fresh client ids on the machine's shared Mosquitto: a week-long
+# session each would pile up there, queueing every later test's messages (subprocesses inherit
+# this too).
+os.environ.setdefault("PARKGUARD_MQTT_SESSION_EXPIRY_S", "300")
 
 
 @pytest.fixture(autouse=True)

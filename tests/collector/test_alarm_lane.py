@@ -8,9 +8,11 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import paho.mqtt.client as mqtt
 import pytest
+from paho.mqtt.enums import CallbackAPIVersion
 
-from collector.client import BrokerAddress, MqttSource
+from collector.client import ALARM_LANE_SUFFIX, BrokerAddress, MqttSource
 from collector.inbox import Control, Inbox, Item, Received
 from collector.metrics import IngestMetrics
 from core.contract import (
@@ -139,3 +141,34 @@ def test_connected_means_both_connections_and_a_drop_of_either_is_one_disconnect
         time.sleep(0.5)
         controls = [i.kind for i in drain(inbox, until=0.5) if isinstance(i, Control)]
     assert controls == ["connected", "disconnected", "connected"]
+
+
+def session_present(broker: tuple[str, int], client_id: str) -> bool:
+    """Whether the broker still holds a session for ``client_id`` (it is resumed, not made)."""
+    answer: list[bool] = []
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+    client.on_connect = lambda _c, _u, flags, _r, _p: answer.append(flags.session_present)
+    client.connect(*broker, clean_start=False)
+    client.loop_start()
+    try:
+        wait_for(lambda: bool(answer), what="the broker's answer")
+    finally:
+        client.disconnect()
+        client.loop_stop()
+    return answer[0]
+
+
+@pytest.mark.parametrize(("expiry_s", "kept"), [(1, False), (300, True)])
+def test_the_broker_keeps_both_sessions_as_long_as_configured(
+    broker: tuple[str, int], expiry_s: int, kept: bool
+) -> None:
+    client_id = unique("src")
+    source = MqttSource(
+        BrokerAddress(*broker), client_id, Inbox(100), IngestMetrics(), session_expiry_s=expiry_s
+    )
+    source.start()
+    wait_for(lambda: source.connected, what="both connections up")
+    source.stop()
+    time.sleep(2.5)
+    for lane in (client_id, client_id + ALARM_LANE_SUFFIX):
+        assert session_present(broker, lane) is kept, lane
