@@ -75,11 +75,10 @@ class MqttSource:
     The alarm connection subscribes to event and status topics only; the bulk connection to
     everything (its copies of alarm topics wait with the telemetry and are stored once, see
     ``Received.copy``). So a fire alarm never queues behind telemetry in a socket or in
-    paho's reading of it: under
-    2,000 telemetry msg/s a shared connection handed an alarm over p50 4.6 / p99 10 ms after
-    it was published, a connection of its own p50 0.3 / p99 3 ms (bench/alarm_latency.py).
-    Each connection keeps its persistent session; the source counts as connected when both
-    are.
+    paho's reading of it: under 2,000 telemetry msg/s a shared connection handed an alarm
+    over p50 4.6 / p99 10 ms after it was published, a connection of its own p50 0.3 / p99
+    3 ms (bench/alarm_latency.py). Each connection keeps its persistent session; the source
+    counts as connected when both are.
     """
 
     def __init__(

@@ -17,6 +17,7 @@ import orjson
 from sqlalchemy import Connection, Table, insert, select
 
 from core.contract import Event, MetricValue, Status, Telemetry
+from core.db import sqlite_pages, sqlite_values
 from core.ingest import Presence, PresenceUpdate
 from core.models import DeviceState, PresenceChange
 
@@ -152,10 +153,8 @@ class DeviceStates:
                 columns = tuple(map(list, zip(*rows, strict=True)))
                 connection.exec_driver_sql(_PG_UPDATE, columns)
             else:
-                for start in range(0, len(rows), ROWS_PER_UPDATE):
-                    page = rows[start : start + ROWS_PER_UPDATE]
-                    values = tuple(v for row in page for v in row)
-                    connection.exec_driver_sql(_sqlite_update(len(page)), values)
+                for count, values in sqlite_pages(rows):
+                    connection.exec_driver_sql(_sqlite_update(count), values)
         changes = self.changes
         if changes:
             connection.execute(
@@ -200,19 +199,15 @@ _COLUMNS = (
     "fault",
 )
 _SETS = ", ".join(f"{name} = v.{name}" for name in _COLUMNS[1:])
-ROWS_PER_UPDATE = 120
-"""Rows per UPDATE statement (960 parameters: under SQLite's oldest limit of 999)."""
 
 
 @functools.lru_cache(maxsize=16)
 def _sqlite_update(rows: int) -> str:
-    """One UPDATE of ``rows`` device_state rows from a VALUES list, instead of executemany:
-    the driver lets go of the GIL once per statement, and each taking back can wait behind
-    the MQTT and rules threads (an executemany of 200 rows took up to 28 ms when busy).
+    """One UPDATE of ``rows`` device_state rows from a VALUES list, instead of executemany
+    (an executemany of 200 rows took up to 28 ms on a busy collector, core.db.sqlite_pages).
     Rows missing from the table are skipped, as a plain UPDATE would."""
-    one = "(" + ", ".join(["?"] * len(_COLUMNS)) + ")"
     return (
-        f"WITH v ({', '.join(_COLUMNS)}) AS (VALUES {', '.join([one] * rows)}) "
+        f"WITH v ({', '.join(_COLUMNS)}) AS (VALUES {sqlite_values(rows, len(_COLUMNS))}) "
         f"UPDATE device_state SET {_SETS} FROM v WHERE device_state.device_id = v.device_id"
     )
 

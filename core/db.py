@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
@@ -128,6 +128,30 @@ def write_gate(engine: Engine) -> WriteGate:
 def _file_key(database: str) -> str:
     """The file's real path, looked up once (alert writes ask for their gate each time)."""
     return str(Path(database).resolve())
+
+
+SQLITE_MAX_PARAMETERS = 999
+"""Parameters per statement allowed by SQLite's oldest builds."""
+
+
+def sqlite_pages(rows: Sequence[tuple[object, ...]]) -> Iterator[tuple[int, tuple[object, ...]]]:
+    """``rows`` in pages that fit one statement, each as (row count, flat parameters), for a
+    multi-row statement (``sqlite_values``) instead of executemany: the driver lets go of the
+    GIL and takes it back once per statement, and on a busy collector each taking back can
+    wait behind the MQTT and rules threads."""
+    if not rows:
+        return
+    per_page = SQLITE_MAX_PARAMETERS // len(rows[0])
+    for start in range(0, len(rows), per_page):
+        page = rows[start : start + per_page]
+        yield len(page), tuple(value for row in page for value in row)
+
+
+@functools.lru_cache(maxsize=64)
+def sqlite_values(rows: int, columns: int) -> str:
+    """``(?, ?), (?, ?)``: the VALUES list of ``rows`` rows of ``columns`` parameters."""
+    one = "(" + ", ".join(["?"] * columns) + ")"
+    return ", ".join([one] * rows)
 
 
 def session_factory(engine: Engine) -> SessionFactory:

@@ -6,6 +6,7 @@ so a reading and the device state it changes commit together. Backends are chose
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -14,6 +15,7 @@ from prometheus_client.registry import Collector
 from sqlalchemy import Connection, Engine, func, select
 
 from core.contract import MetricValue
+from core.db import sqlite_pages, sqlite_values
 from core.models import Reading
 
 
@@ -90,54 +92,44 @@ def _columns(row: ReadingRow) -> tuple[str, str, int, int, float | None, str | N
     return (row.device_id, row.metric, row.ts_ms, row.seq, float(value), None)
 
 
-UNNEST_INSERT = (
+_PG_INSERT = (
     "INSERT INTO readings (device_id, metric, ts_ms, seq, value, text) "
     "SELECT * FROM unnest(%s::varchar[], %s::varchar[], %s::bigint[], %s::bigint[], "
     "%s::float8[], %s::varchar[]) ON CONFLICT DO NOTHING"
 )
-ROWS_PER_INSERT = 160
-"""Rows per INSERT statement (960 parameters: under SQLite's oldest limit of 999)."""
+
+
+@functools.lru_cache(maxsize=16)
+def _sqlite_insert(rows: int) -> str:
+    return (
+        "INSERT INTO readings (device_id, metric, ts_ms, seq, value, text) "
+        f"VALUES {sqlite_values(rows, 6)} ON CONFLICT DO NOTHING"
+    )
 
 
 class SqlReadingsStore:
     """Readings in the `readings` table of the relational store (SQLite or PostgreSQL).
 
-    Rows go in as multi-row INSERTs, not executemany: the driver lets go of the GIL and takes
-    it back once per statement, and each taking back can wait a thread switch interval behind
-    the MQTT and rules threads, so executemany's one statement per row made a busy collector
-    slow to store telemetry and slow to reach the fire alarm waiting behind it. On PostgreSQL
+    Rows go in as multi-row INSERTs, not executemany (``core.db.sqlite_pages``). On PostgreSQL
     the rows go as six arrays to one short statement: psycopg parses a statement of hundreds of
     placeholders anew each time (it caches statements of at most 50), which made the writer
     the bottleneck at 2,000 msg/s."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        self._marker = "%s" if engine.dialect.paramstyle in ("format", "pyformat") else "?"
-        self._inserts: dict[int, str] = {}
 
     def write(self, connection: Connection, rows: Sequence[ReadingRow]) -> int:
         if not rows:
             return 0
+        values = [_columns(row) for row in rows]
         if connection.dialect.name == "postgresql":
-            columns = tuple(list(column) for column in zip(*map(_columns, rows), strict=True))
-            return max(connection.exec_driver_sql(UNNEST_INSERT, columns).rowcount, 0)
+            columns = tuple(list(column) for column in zip(*values, strict=True))
+            return max(connection.exec_driver_sql(_PG_INSERT, columns).rowcount, 0)
         stored = 0
-        for start in range(0, len(rows), ROWS_PER_INSERT):
-            page = rows[start : start + ROWS_PER_INSERT]
-            params = tuple(value for row in page for value in _columns(row))
-            result = connection.exec_driver_sql(self._insert(len(page)), params)
+        for count, params in sqlite_pages(values):
+            result = connection.exec_driver_sql(_sqlite_insert(count), params)
             stored += max(result.rowcount, 0)
         return stored
-
-    def _insert(self, rows: int) -> str:
-        statement = self._inserts.get(rows)
-        if statement is None:
-            one = "(" + ", ".join([self._marker] * 6) + ")"
-            statement = self._inserts[rows] = (
-                "INSERT INTO readings (device_id, metric, ts_ms, seq, value, text) "
-                f"VALUES {', '.join([one] * rows)} ON CONFLICT DO NOTHING"
-            )
-        return statement
 
     def start(self) -> None:
         """Nothing runs in the background: readings commit with the collector's batch."""

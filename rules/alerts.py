@@ -378,7 +378,7 @@ class AlertStore:
         if held is not None:
             session.expire(held)  # loaded earlier in this transaction: now stale
         if alert.count == 1:
-            self._new(connection, alert, tx)
+            self._new(session, alert, tx)
         elif not alert.condition_active or (
             SEVERITY_RANK[decision.severity] > SEVERITY_RANK[alert.severity]
         ):
@@ -430,8 +430,9 @@ class AlertStore:
             ).returning(*ALERTS.c)
         return self._upserts[name]
 
-    def _new(self, connection: Connection, alert: Alert, tx: _Tx) -> None:
+    def _new(self, session: Session, alert: Alert, tx: _Tx) -> None:
         """Journal a raised alert; mark it flapping if it was raised and cleared too often."""
+        connection = _core(session)
         flapping = self.rules.flapping(alert.rule_id)
         since = tx.now_ms - round(flapping.window * 1000)
         recent = connection.scalar(
@@ -445,7 +446,7 @@ class AlertStore:
                 f"flapping: raised {(recent or 0) + 1} times within {flapping.window:g} s; "
                 "held open until it stays clear"
             )
-        self._journal(connection, alert, tx, "raised", None, True, note, alert.detail)
+        self._journal(session, alert, tx, "raised", None, True, note, alert.detail)
 
     def _upgrade(self, session: Session, alert: Alert, severity: str, tx: _Tx) -> None:
         before = display_state(alert)
@@ -634,7 +635,7 @@ class AlertStore:
 
     def _journal(
         self,
-        session: Session | Connection,
+        session: Session,
         alert: Alert,
         tx: _Tx,
         action: str,
@@ -646,7 +647,6 @@ class AlertStore:
     ) -> None:
         alert.updated_ms = tx.now_ms
         to_state = display_state(alert)
-        connection = _core(session) if isinstance(session, Session) else session
         entry = {
             "alert_id": alert.id,
             "at_ms": tx.now_ms,
@@ -657,7 +657,7 @@ class AlertStore:
             "note": note,
             "detail": detail,
         }
-        seq = connection.execute(JOURNAL_INSERT, entry).scalar_one()
+        seq = _core(session).execute(JOURNAL_INSERT, entry).scalar_one()
         change = AlertChange(
             seq, tx.now_ms, action, actor, before, to_state, note, notify, public(alert)
         )

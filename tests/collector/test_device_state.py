@@ -8,9 +8,9 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy import Engine, select
 
-from collector.presence import ROWS_PER_UPDATE, DeviceStates
+from collector.presence import DeviceStates
 from core.contract import Event, Telemetry, now_ms
-from core.db import make_engine
+from core.db import SQLITE_MAX_PARAMETERS, make_engine
 from core.models import DeviceState
 from tests.builders import make_site
 from tests.conftest import unique
@@ -31,7 +31,7 @@ def stored(engine: Engine, device_ids: list[str]) -> dict[str, dict[str, object]
 
 def test_a_flush_writes_every_dirty_device_as_it_is_in_memory(engine: Engine) -> None:
     site = unique("s")
-    n = ROWS_PER_UPDATE + 7  # more than one statement
+    n = SQLITE_MAX_PARAMETERS // 8 + 7  # more than one statement of 8 columns a row
     ids = [f"{site}-d{i}" for i in range(n)]
     make_site(engine, site, dict.fromkeys(ids, "warehouse_env"))
     states = DeviceStates({"warehouse_env": 300_000})
