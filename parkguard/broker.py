@@ -6,6 +6,7 @@ import asyncio
 import logging
 import socket
 import threading
+from collections.abc import ItemsView, Iterator
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -22,6 +23,23 @@ def pick_port(host: str, preferred: int) -> int:
                 continue
             return int(s.getsockname()[1])
     raise OSError(f"no free port on {host}")
+
+
+class SubscriptionTable(dict[str, list[Any]]):
+    """amqtt's table of subscriptions, walked as a snapshot.
+
+    amqtt 0.12 walks this table across awaits: when a client connects (sending it retained
+    messages) and on every broadcast. A client leaving meanwhile deletes its filters, the walk
+    dies with "dictionary changed size during iteration", and the connecting client's messages
+    are dropped after the broker acknowledged them: `parkguard simulate` looking for the fleet
+    and then handing it a scenario hit exactly that. Walking a copy keeps every walk whole.
+    """
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(list(self.keys()))
+
+    def items(self) -> ItemsView[str, list[Any]]:  # type: ignore[override]
+        return {topic: list(sessions) for topic, sessions in super().items()}.items()
 
 
 class EmbeddedBroker:
@@ -53,6 +71,7 @@ class EmbeddedBroker:
             asyncio.set_event_loop(loop)
             try:
                 self._broker = Broker(config, loop=loop)
+                self._broker._subscriptions = SubscriptionTable()
                 loop.run_until_complete(self._broker.start())
             except Exception as exc:  # noqa: BLE001 - handed to the caller, who raises it
                 failure.append(exc)
