@@ -63,7 +63,7 @@ def test_a_stale_report_is_a_problem_and_the_broker_counts_as_unknown(db_url: st
     engine = make_engine(db_url)
     clock = Clock()
     try:
-        Heartbeat(engine, "c1", _status, clock=clock).start()  # never stopped: it "died"
+        assert Heartbeat(engine, "c1", _status, clock=clock).report()  # and then it died
         fresh = read_status(engine, now=clock.now + round(STALE_AFTER_S * 1000))
         assert fresh.problem is None and fresh.broker_connected
         stale = read_status(engine, now=clock.now + round(STALE_AFTER_S * 1000) + 1)
