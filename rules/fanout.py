@@ -42,6 +42,7 @@ STATE_ZH = {
     "shelved": "已搁置",
 }
 MAX_BACKOFF_S = 60.0
+C = TypeVar("C")
 
 
 # ---- MQTT -----------------------------------------------------------------------------------
@@ -54,7 +55,6 @@ class MqttTarget:
     username: str | None = None
     password: str | None = None
     tls: bool = False
-    client_id: str | None = None
 
     @classmethod
     def from_url(cls, url: str) -> MqttTarget:
@@ -72,13 +72,16 @@ class MqttTarget:
         )
 
 
-class MqttFanout:
-    """Publishes each notified alert change to ``parkguard/{site}/alerts`` at QoS 1.
+class MqttPublisher(Generic[C]):
+    """Publishes changes from a bus at QoS 1, one MQTT client per publisher.
 
     paho keeps QoS 1 messages published while the broker is away and sends them, in order,
-    when it reconnects (reconnecting with backoff by itself)."""
+    when it reconnects (reconnecting with backoff by itself). Subclasses say where a change
+    goes (``message``); alerts and incidents share the rest."""
 
-    def __init__(self, bus: Bus[AlertChange], target: MqttTarget) -> None:
+    name = "changes"
+
+    def __init__(self, bus: Bus[C], target: MqttTarget) -> None:
         self.bus = bus
         self.target = target
         self.published = 0
@@ -88,6 +91,10 @@ class MqttFanout:
         self._connected = threading.Event()
         self._last: mqtt.MQTTMessageInfo | None = None
 
+    def message(self, change: C) -> tuple[str, bytes] | None:
+        """The topic and payload of a change, or None for a change not published."""
+        raise NotImplementedError
+
     @property
     def connected(self) -> bool:
         return self._connected.is_set()
@@ -96,7 +103,7 @@ class MqttFanout:
         target = self.target
         client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
-            client_id=target.client_id or f"parkguard-alerts-{os.getpid()}-{id(self):x}",
+            client_id=f"parkguard-{self.name}-{os.getpid()}-{id(self):x}",
             protocol=mqtt.MQTTv311,
         )
         client.max_queued_messages_set(0)
@@ -112,11 +119,12 @@ class MqttFanout:
         client.loop_start()
         self._unsubscribe = self.bus.subscribe(self._on_change)
         if not self._connected.wait(wait_s):
-            log.warning("alerts MQTT: not connected to %s:%d yet", target.host, target.port)
+            log.warning("%s MQTT: not connected to %s:%d yet", self.name, target.host, target.port)
 
     def stop(self, drain_s: float = 5.0) -> None:
         if self._unsubscribe is not None:
             self._unsubscribe()
+            self._unsubscribe = None
         client, self._client = self._client, None
         if client is None:
             return
@@ -125,32 +133,43 @@ class MqttFanout:
             try:
                 last.wait_for_publish(timeout=drain_s)
             except (RuntimeError, ValueError):
-                log.warning("alerts MQTT: last message not confirmed before stopping")
+                log.warning("%s MQTT: last message not confirmed before stopping", self.name)
         client.disconnect()
         client.loop_stop()
 
     def _on_connect(self, _c: Any, _u: Any, _f: Any, reason: Any, _p: Any = None) -> None:
-        if not getattr(reason, "is_failure", False):
-            self._connected.set()
+        if getattr(reason, "is_failure", False):
+            log.error("%s MQTT: connection refused: %s", self.name, reason)
         else:
-            log.error("alerts MQTT: connection refused: %s", reason)
+            self._connected.set()
 
     def _on_disconnect(self, _c: Any, _u: Any, _f: Any, reason: Any, _p: Any = None) -> None:
         self._connected.clear()
-        log.warning("alerts MQTT: disconnected (%s); reconnecting", reason)
+        log.warning("%s MQTT: disconnected (%s); reconnecting", self.name, reason)
 
-    def _on_change(self, change: AlertChange) -> None:
+    def _on_change(self, change: C) -> None:
         client = self._client
-        if client is None or not change.notify:
+        message = self.message(change) if client is not None else None
+        if client is None or message is None:
             return
-        topic = alerts_topic(str(change.alert["site"]))
-        info = client.publish(topic, orjson.dumps(change.to_json()), qos=1)
+        info = client.publish(*message, qos=1)
         if info.rc in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
             self.published += 1  # NO_CONN: queued by paho, sent on reconnect
             self._last = info
         else:
             self.failed += 1
-            log.error("alerts MQTT: publish of alert %s failed: rc %s", change.alert["id"], info.rc)
+            log.error("%s MQTT: publish to %s failed: rc %s", self.name, message[0], info.rc)
+
+
+class MqttFanout(MqttPublisher[AlertChange]):
+    """Publishes each notified alert change to ``parkguard/{site}/alerts``."""
+
+    name = "alerts"
+
+    def message(self, change: AlertChange) -> tuple[str, bytes] | None:
+        if not change.notify:
+            return None
+        return alerts_topic(str(change.alert["site"])), orjson.dumps(change.to_json())
 
 
 # ---- webhooks -------------------------------------------------------------------------------
@@ -242,9 +261,6 @@ def post(hook: Webhook, body: dict[str, Any]) -> None:
             code = -1
         if code != 0:
             raise DeliveryError(f"robot answered errcode {code}: {answer[:200]!r}")
-
-
-C = TypeVar("C")
 
 
 class WebhookDelivery(Generic[C]):

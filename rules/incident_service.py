@@ -45,7 +45,6 @@ from __future__ import annotations
 
 import itertools
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -53,8 +52,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 from sqlalchemy.exc import SQLAlchemyError
 
 from core.bus import Bus, Subscription
@@ -64,6 +61,7 @@ from core.models_alerts import WebhookDeadLetter
 from rules.alerts import AlertChange
 from rules.fanout import (
     SEVERITY_ZH,
+    MqttPublisher,
     MqttTarget,
     WebhookDelivery,
     _escape,
@@ -353,82 +351,13 @@ class IncidentService:
 # ---- MQTT -----------------------------------------------------------------------------------
 
 
-class IncidentMqtt:
-    """Publishes each incident change to ``incidents_topic(site)`` at QoS 1 (paho queues
-    what is published while the broker is away and sends it, in order, on reconnecting)."""
+class IncidentMqtt(MqttPublisher[IncidentChange]):
+    """Publishes each incident change to ``incidents_topic(site)``."""
 
-    def __init__(self, bus: Bus[IncidentChange], target: MqttTarget) -> None:
-        self.bus = bus
-        self.target = target
-        self.published = 0
-        self.failed = 0
-        self._client: mqtt.Client | None = None
-        self._unsubscribe: Callable[[], None] | None = None
-        self._connected = threading.Event()
-        self._last: mqtt.MQTTMessageInfo | None = None
+    name = "incidents"
 
-    @property
-    def connected(self) -> bool:
-        return self._connected.is_set()
-
-    def start(self, wait_s: float = 5.0) -> None:
-        target = self.target
-        client = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=f"parkguard-incidents-{os.getpid()}-{id(self):x}",
-            protocol=mqtt.MQTTv311,
-        )
-        client.max_queued_messages_set(0)
-        client.reconnect_delay_set(1, 10)
-        if target.username is not None:
-            client.username_pw_set(target.username, target.password)
-        if target.tls:
-            client.tls_set()
-        client.on_connect = self._on_connect
-        client.on_disconnect = self._on_disconnect
-        self._client = client
-        client.connect_async(target.host, target.port, keepalive=30)
-        client.loop_start()
-        self._unsubscribe = self.bus.subscribe(self._on_change)
-        if not self._connected.wait(wait_s):
-            log.warning("incidents MQTT: not connected to %s:%d yet", target.host, target.port)
-
-    def stop(self, drain_s: float = 5.0) -> None:
-        if self._unsubscribe is not None:
-            self._unsubscribe()
-            self._unsubscribe = None
-        client, self._client = self._client, None
-        if client is None:
-            return
-        if self._last is not None and self._connected.is_set():
-            try:
-                self._last.wait_for_publish(timeout=drain_s)
-            except (RuntimeError, ValueError):
-                log.warning("incidents MQTT: last message not confirmed before stopping")
-        client.disconnect()
-        client.loop_stop()
-
-    def _on_connect(self, _c: Any, _u: Any, _f: Any, reason: Any, _p: Any = None) -> None:
-        if getattr(reason, "is_failure", False):
-            log.error("incidents MQTT: connection refused: %s", reason)
-        else:
-            self._connected.set()
-
-    def _on_disconnect(self, _c: Any, _u: Any, _f: Any, reason: Any, _p: Any = None) -> None:
-        self._connected.clear()
-        log.warning("incidents MQTT: disconnected (%s); reconnecting", reason)
-
-    def _on_change(self, change: IncidentChange) -> None:
-        client = self._client
-        if client is None:
-            return
-        info = client.publish(incidents_topic(change.site), orjson.dumps(change.to_json()), qos=1)
-        if info.rc in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
-            self.published += 1  # NO_CONN: queued by paho, sent on reconnect
-            self._last = info
-        else:
-            self.failed += 1
-            log.error("incidents MQTT: publish of %s failed: rc %s", change.seq, info.rc)
+    def message(self, change: IncidentChange) -> tuple[str, bytes] | None:
+        return incidents_topic(change.site), orjson.dumps(change.to_json())
 
 
 # ---- webhooks -------------------------------------------------------------------------------
