@@ -25,7 +25,7 @@ from core.contract import (
     is_outbound,
 )
 from core.db import write_gate
-from core.ingest import BatchListener, CommittedBatch
+from core.ingest import BatchListener, CommittedBatch, PresenceUpdate
 from core.models import DeadLetter, DeviceEvent
 from core.readings import ReadingRow, ReadingsStore
 
@@ -35,8 +35,11 @@ DEAD = cast(Table, DeadLetter.__table__)
 Seen = dict[tuple[str, int, int], bool]
 """Message identities read in this transaction; True while only a bulk-connection copy of it
 was read (``Received.copy``), False once the message itself was."""
-CHUNK = 50
-"""Messages decoded before their readings are inserted (one multi-row INSERT or two)."""
+CHUNK = 16
+"""Messages decoded before their readings and device states are written (one multi-row
+statement each). An alarm that cuts a batch short waits for at most this much writing: with
+50, and device states written once per batch, an alarm landing in a telemetry batch on
+PostgreSQL waited 14 ms (p50) for the batch's rest instead of 3 ms for itself."""
 
 
 @dataclass(slots=True)
@@ -110,18 +113,20 @@ class Writer:
         seen: Seen = {}
         deferred: list[Item] = []
         started = time.perf_counter()
+        presence: list[PresenceUpdate] = []
         with self.gate.hold(urgent), self.engine.begin() as connection:
             start = 0
             while start < len(items):
                 chunk = items[start : start + CHUNK]
                 read = self._store(connection, chunk, now_ms, seen, batch, yield_to, start == 0)
+                presence += self.states.flush(connection)
                 start += read
                 if read < len(chunk):
                     deferred = items[start:]
                     if take_urgent is not None:
                         self._store(connection, take_urgent(), now_ms, seen, batch)
                     break
-            presence = self.states.flush(connection)
+            presence += self.states.flush(connection)
         self.metrics.batch_seconds.observe(time.perf_counter() - started)
         self.metrics.messages_in.inc(len(batch.received))
         self._count(batch, seen)

@@ -51,59 +51,57 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 
 class WriteGate:
-    """One process's writers to one SQLite file, in turn, urgent ones first.
+    """One process's writers to one database, urgent ones (alarms, alerts) first.
 
     SQLite lets one writer in at a time and makes the others poll with growing sleeps (5, 10,
     ... 25 ms), so an alarm's write could oversleep behind a batch of telemetry. Writers that
-    share a gate queue here instead and go the moment the file is free; an urgent writer goes
-    before waiting normal ones, and a normal writer holding the gate can see that one waits
-    (``urgent_waiting``) and commit early. PostgreSQL locks rows, not the database: its gate
-    lets everyone through.
+    share an exclusive gate take turns here instead and go the moment the file is free.
+
+    PostgreSQL locks rows, not the database: its gate is shared, and writers go together. But
+    the writers of one process share one interpreter lock, so a telemetry batch being decoded
+    and inserted slows an alarm's alert by as much as it competes: there too, normal writers
+    wait while urgent work is queued or announced, and a normal writer holding the gate can
+    see it (``urgent_waiting``) and commit early.
     """
 
     def __init__(self, exclusive: bool = True) -> None:
         self.exclusive = exclusive
         self._cond = threading.Condition()
-        self._held = False
+        self._held = 0
         self._urgent = 0
 
     @contextmanager
     def hold(self, urgent: bool = False) -> Iterator[None]:
-        if not self.exclusive:
-            yield
-            return
         with self._cond:
             if urgent:
                 self._urgent += 1
             try:
-                while self._held or (not urgent and self._urgent):
+                while (self.exclusive and self._held) or (not urgent and self._urgent):
                     self._cond.wait()
             finally:
                 if urgent:
                     self._urgent -= 1
-            self._held = True
+            self._held += 1
         try:
             yield
         finally:
             with self._cond:
-                self._held = False
+                self._held -= 1
                 self._cond.notify_all()
 
     def expect_urgent(self) -> None:
         """An urgent write is on its way but not queued yet (an alarm is committed and its
         alert is being decided): normal writers wait for it as for a queued urgent writer,
-        until ``urgent_settled``. Otherwise a telemetry batch could take the file in the
-        millisecond between the alarm's commit and its alert's write."""
-        if self.exclusive:
-            with self._cond:
-                self._urgent += 1
+        until ``urgent_settled``. Otherwise a telemetry batch could take the file (or the
+        interpreter) in the millisecond between the alarm's commit and its alert's write."""
+        with self._cond:
+            self._urgent += 1
 
     def urgent_settled(self) -> None:
         """The write announced by ``expect_urgent`` is done (or turned out not to be needed)."""
-        if self.exclusive:
-            with self._cond:
-                self._urgent -= 1
-                self._cond.notify_all()
+        with self._cond:
+            self._urgent -= 1
+            self._cond.notify_all()
 
     @property
     def urgent_waiting(self) -> bool:
@@ -112,16 +110,18 @@ class WriteGate:
 
 _gates: dict[str, WriteGate] = {}
 _gates_lock = threading.Lock()
-_OPEN_GATE = WriteGate(exclusive=False)
 
 
 def write_gate(engine: Engine) -> WriteGate:
     """The gate of the database behind ``engine``, shared by every engine of this process on
-    the same SQLite file."""
-    if engine.dialect.name != "sqlite" or not engine.url.database:
-        return _OPEN_GATE
+    the same database: exclusive for a SQLite file, shared for a server."""
+    url = engine.url
+    if url.get_backend_name() == "sqlite" and url.database:
+        key, exclusive = _file_key(url.database), True
+    else:
+        key, exclusive = f"{url.get_backend_name()}://{url.host}:{url.port}/{url.database}", False
     with _gates_lock:
-        return _gates.setdefault(_file_key(engine.url.database), WriteGate())
+        return _gates.setdefault(key, WriteGate(exclusive))
 
 
 @functools.lru_cache(maxsize=64)

@@ -216,15 +216,17 @@ def test_the_gate_lets_an_urgent_writer_go_before_waiting_telemetry() -> None:
     assert not gate.urgent_waiting
 
 
-def test_engines_on_one_sqlite_file_share_a_gate_and_postgresql_has_none(
+def test_engines_on_one_database_share_its_gate_exclusive_on_sqlite_shared_on_postgresql(
     sqlite_url: str, pg_url: str
 ) -> None:
-    engines: list[Any] = [make_engine(sqlite_url), make_engine(sqlite_url), make_engine(pg_url)]
+    other_user = pg_url.replace("postgres@", "someone:secret@")
+    engines: list[Any] = [make_engine(u) for u in (sqlite_url, sqlite_url, pg_url, other_user)]
     try:
-        a, b, pg = (write_gate(e) for e in engines)
+        a, b, pg, pg_too = (write_gate(e) for e in engines)
         assert a is b and a.exclusive
-        assert not pg.exclusive
-        with pg.hold(), pg.hold(urgent=True):  # no waiting at all
+        assert pg is pg_too and not pg.exclusive
+        assert write_gate(make_engine(pg_url.rsplit("/", 1)[0] + "/test")) is not pg
+        with pg.hold(), pg.hold(), pg.hold(urgent=True):  # writers go together
             pass
     finally:
         for engine in engines:
@@ -254,12 +256,26 @@ def test_telemetry_waits_for_an_announced_alert_until_it_is_settled() -> None:
     assert not gate.urgent_waiting
 
 
-def test_an_open_gate_ignores_announcements() -> None:
+def test_a_shared_gate_holds_telemetry_back_while_an_alert_is_on_its_way() -> None:
+    """PostgreSQL's writers need no turns, but one process's writers share an interpreter: a
+    telemetry batch decoded meanwhile would slow the alert it competes with."""
     gate = WriteGate(exclusive=False)
-    gate.expect_urgent()
     with gate.hold():
-        pass
-    gate.urgent_settled()
+        gate.expect_urgent()
+        with gate.hold(urgent=True):  # the alert goes while telemetry holds the gate
+            assert gate.urgent_waiting  # which the holding batch sees, and commits early
+        entered = threading.Event()
+
+        def telemetry_writer() -> None:
+            with gate.hold():
+                entered.set()
+
+        thread = threading.Thread(target=telemetry_writer)
+        thread.start()
+        assert not entered.wait(0.2), "the next batch went ahead of an announced alert"
+        gate.urgent_settled()
+        assert entered.wait(10)
+        thread.join(10)
     assert not gate.urgent_waiting
 
 
