@@ -8,9 +8,6 @@ opened by whoever runs the app, e.g. ``RulesService.store``); without it every r
 
 from __future__ import annotations
 
-import asyncio
-import re
-from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal, NoReturn
 
 import orjson
@@ -19,7 +16,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from api.deps import ID, CtxDep, CurrentUserName
+from api.inputs import Body, clean_text, query_time
 from api.schemas import ErrorPublic
+from api.streams import LAST_EVENT_ID, journal_stream
 from api.timefmt import parse_duration, parse_time
 from core.contract import now_ms
 from rules.alerts import (
@@ -38,12 +37,7 @@ router = APIRouter(prefix="/api/v1/alerts", tags=["alerts"])
 PAGE_MAX = 500
 OFFSET_MAX = 10_000_000
 NOTE_MAX = 2000
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
-STREAM_QUEUE = 1000
-PING_S = 15
-SEND_TIMEOUT_S = 30
 """A client that takes no data for this long is dropped (it reconnects with Last-Event-ID)."""
-REPLAY_MAX = 500
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorPublic, "description": text}
     for code, text in (
@@ -189,35 +183,21 @@ class AlertDetailPublic(AlertPublic):
 # ---- what people send -----------------------------------------------------------------------
 
 
-class _Body(BaseModel):
-    model_config = ConfigDict(
-        extra="forbid", str_strip_whitespace=True, use_attribute_docstrings=True
-    )
-
-
-def _text(value: str | None) -> str | None:
-    if value is None:
-        return None
-    if _CONTROL.search(value):
-        raise ValueError("must not contain control characters")
-    return value or None
-
-
-class NoteBody(_Body):
+class NoteBody(Body):
     note: Annotated[str, Field(max_length=NOTE_MAX)] | None = None
     """Optional words for the journal."""
 
-    _clean = field_validator("note")(_text)
+    _clean = field_validator("note")(clean_text)
 
 
-class ResolveBody(_Body):
+class ResolveBody(Body):
     note: Annotated[str, Field(min_length=1, max_length=NOTE_MAX)]
     """Why it is resolved (required)."""
 
-    _clean = field_validator("note")(_text)
+    _clean = field_validator("note")(clean_text)
 
 
-class ShelveBody(_Body):
+class ShelveBody(Body):
     reason: Annotated[str, Field(min_length=1, max_length=NOTE_MAX)]
     """Why it is shelved (required)."""
     until: Annotated[str, Field(max_length=64)] | None = None
@@ -225,7 +205,7 @@ class ShelveBody(_Body):
     for_: Annotated[str | None, Field(alias="for", max_length=32)] = None
     """Or how long: ``30m``, ``2h``, ``1d``, or seconds."""
 
-    _clean = field_validator("reason")(_text)
+    _clean = field_validator("reason")(clean_text)
 
     @model_validator(mode="after")
     def _one_expiry(self) -> ShelveBody:
@@ -268,15 +248,6 @@ def _fail(exc: AlertError) -> NoReturn:
     raise HTTPException(400, str(exc)) from None
 
 
-def _time(value: str | None, name: str) -> int | None:
-    if value is None:
-        return None
-    try:
-        return parse_time(value, name)
-    except ValueError as exc:
-        raise HTTPException(422, str(exc)) from None
-
-
 # ---- routes ---------------------------------------------------------------------------------
 
 
@@ -302,7 +273,7 @@ def list_alerts(
     offset: Annotated[int, Query(ge=0, le=OFFSET_MAX, description="Alerts to skip.")] = 0,
 ) -> AlertsPublic:
     """Newest first; ``total`` counts every match of the filters."""
-    since_ms, until_ms = _time(since, "since"), _time(until, "until")
+    since_ms, until_ms = query_time(since, "since"), query_time(until, "until")
     if since_ms is not None and until_ms is not None and since_ms >= until_ms:
         raise HTTPException(422, "since must be before until")
     where = AlertFilter(state, severity, zone, device, rule, since_ms, until_ms)
@@ -320,7 +291,7 @@ async def stream(
         str | None,
         Header(
             alias="Last-Event-ID",
-            pattern=r"^\d{1,18}$",
+            pattern=LAST_EVENT_ID,
             description="Resume: transitions journaled after this id are sent first.",
         ),
     ] = None,
@@ -330,48 +301,7 @@ async def stream(
     as ``GET /api/v1/alerts/{id}`` shows it). A journaled transition's ``seq`` is the event
     id; a repeat (count up) has none. ``resync`` tells a client that fell too far behind to
     reload the list."""
-    loop = asyncio.get_running_loop()
-    queue: asyncio.Queue[AlertChange | None] = asyncio.Queue(STREAM_QUEUE)
-
-    def deliver(change: AlertChange) -> None:
-        try:
-            queue.put_nowait(change)
-        except asyncio.QueueFull:  # a client this far behind reloads: tell it so
-            while not queue.empty():
-                queue.get_nowait()
-            queue.put_nowait(None)
-
-    def on_change(change: AlertChange) -> None:
-        loop.call_soon_threadsafe(deliver, change)
-
-    after = int(last_event_id) if last_event_id is not None else None
-
-    async def events() -> AsyncIterator[ServerSentEvent]:
-        unsubscribe = store.bus.subscribe(on_change)  # before the replay: no gap between
-        try:
-            replay: list[AlertChange] = []
-            if after is not None:
-                replay = await asyncio.to_thread(store.changes_since, after, REPLAY_MAX)
-            seen = max((c.seq or 0 for c in replay), default=after or 0)
-            yield ServerSentEvent(comment="parkguard alerts")
-            for missed in replay:
-                yield _event(missed)
-            while True:
-                change = await queue.get()
-                if change is None:
-                    yield ServerSentEvent(data="{}", event="resync")
-                    continue
-                if change.seq is not None:
-                    if change.seq <= seen:
-                        continue
-                    seen = change.seq
-                yield _event(change)
-        finally:
-            unsubscribe()
-
-    return EventSourceResponse(
-        events(), ping=PING_S, send_timeout=SEND_TIMEOUT_S, headers={"Cache-Control": "no-store"}
-    )
+    return journal_stream(store, last_event_id, "alerts", _event)
 
 
 def _event(change: AlertChange) -> ServerSentEvent:

@@ -14,8 +14,9 @@ from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import NOT_FOUND, CtxDep, CurrentUserName, DeviceDep, SessionDep
+from api.inputs import Body, query_time
 from api.schemas import ErrorPublic
-from api.timefmt import parse_duration, parse_time, to_rfc3339
+from api.timefmt import parse_duration, to_rfc3339
 from compliance import out_of_service as oos
 from compliance.history import MAX_SAMPLES, device_timeline, period_figure
 from compliance.intactness import (
@@ -424,20 +425,14 @@ class DeviceIntactnessPublic(_Public):
 # ---- what people send -----------------------------------------------------------------------
 
 
-class _Body(BaseModel):
-    model_config = ConfigDict(
-        extra="forbid", str_strip_whitespace=True, use_attribute_docstrings=True
-    )
-
-
-class TakeOutBody(_Body):
+class TakeOutBody(Body):
     reason: Annotated[str, Field(min_length=1, max_length=TEXT_MAX)]
     """Why the device is taken out of service (required; shown wherever the figure is)."""
     expected_back: Annotated[str, Field(max_length=64)] | None = None
     """When it is expected back: RFC 3339 with an offset, or epoch ms; in the future."""
 
 
-class PutBackBody(_Body):
+class PutBackBody(Body):
     note: Annotated[str, Field(max_length=TEXT_MAX)] | None = None
     """What was done (optional)."""
 
@@ -449,27 +444,18 @@ UserDep = CurrentUserName
 """The signed-in caller's name, recorded with each out-of-service record (api.auth)."""
 
 
-def _time(value: str | None, name: str) -> int | None:
-    if value is None:
-        return None
-    try:
-        return parse_time(value, name)
-    except ValueError as exc:
-        raise HTTPException(422, str(exc)) from None
-
-
 def _window(
     start: str | None, end: str | None, as_of: str | None, default_span: int
 ) -> tuple[int, int, int]:
     now = now_ms()
-    as_of_ms = _time(as_of, "as_of")
+    as_of_ms = query_time(as_of, "as_of")
     if as_of_ms is None:
         as_of_ms = now
     elif as_of_ms > now:
         raise HTTPException(422, "as_of must not be in the future")
-    end_ms = _time(end, "end")
+    end_ms = query_time(end, "end")
     end_ms = as_of_ms if end_ms is None else min(end_ms, as_of_ms)
-    start_ms = _time(start, "start")
+    start_ms = query_time(start, "start")
     if start_ms is None:
         start_ms = max(end_ms - default_span, 0)
     if start_ms >= end_ms:
@@ -928,7 +914,7 @@ def take_out_of_service(
 ) -> OutOfServicePublic:
     """From now the device is not counted in the intactness figure; it is listed apart with
     who took it out and why until it is put back. A device already out answers 409."""
-    expected = _time(body.expected_back, "expected_back")
+    expected = query_time(body.expected_back, "expected_back")
     try:
         record = oos.take_out(
             session,

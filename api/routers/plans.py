@@ -11,9 +11,6 @@ recorded in the timeline is the signed-in caller (api.auth).
 
 from __future__ import annotations
 
-import asyncio
-import re
-from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal, NoReturn
 
 import orjson
@@ -22,9 +19,10 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from api.deps import ID, CtxDep
+from api.inputs import Body, clean_text, query_time
 from api.routers.alerts import UserDep
 from api.schemas import ErrorPublic
-from api.timefmt import parse_time
+from api.streams import LAST_EVENT_ID, journal_stream
 from rules.incident_service import IncidentDesk, IncidentService
 from rules.incidents import (
     MAX_TEXT,
@@ -42,11 +40,6 @@ router = APIRouter(prefix="/api/v1", tags=["plans"])
 
 PAGE_MAX = 500
 OFFSET_MAX = 10_000_000
-STREAM_QUEUE = 1000
-PING_S = 15
-SEND_TIMEOUT_S = 30
-REPLAY_MAX = 500
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorPublic, "description": text}
     for code, text in (
@@ -412,25 +405,11 @@ class IncidentReportPublic(_Public):
 # ---- what people send -----------------------------------------------------------------------
 
 
-class _Body(BaseModel):
-    model_config = ConfigDict(
-        extra="forbid", str_strip_whitespace=True, use_attribute_docstrings=True
-    )
-
-
-def _text(value: str | None) -> str | None:
-    if value is None:
-        return None
-    if _CONTROL.search(value):
-        raise ValueError("must not contain control characters")
-    return value or None
-
-
 RequiredText = Annotated[str, Field(min_length=1, max_length=MAX_TEXT)]
 OptionalText = Annotated[str, Field(max_length=MAX_TEXT)] | None
 
 
-class PlanActivateBody(_Body):
+class PlanActivateBody(Body):
     reason: RequiredText
     """Why the plan is started (typhoon warning, earthquake, epidemic notice...)."""
     zone: Annotated[str, Field(pattern=ID)] | None = None
@@ -440,33 +419,33 @@ class PlanActivateBody(_Body):
     drill: bool = False
     """Start it as a drill (marked everywhere, never counted as real)."""
 
-    _clean = field_validator("reason")(_text)
+    _clean = field_validator("reason")(clean_text)
 
 
-class StepDoneBody(_Body):
+class StepDoneBody(Body):
     note: OptionalText = None
     """What was done (required when the step needs a note)."""
     evidence: OptionalText = None
     """Evidence: a reference, link or description (required when the step needs it)."""
 
-    _clean = field_validator("note", "evidence")(_text)
+    _clean = field_validator("note", "evidence")(clean_text)
 
 
-class StepSkipBody(_Body):
+class StepSkipBody(Body):
     reason: RequiredText
     """Why the step is skipped (required)."""
 
-    _clean = field_validator("reason")(_text)
+    _clean = field_validator("reason")(clean_text)
 
 
-class IncidentCloseBody(_Body):
+class IncidentCloseBody(Body):
     summary: RequiredText
     """What happened and how it ended (required)."""
     skip_pending: bool = False
     """Skip every pending step, with the summary as the reason; without it, pending steps
     refuse the closing."""
 
-    _clean = field_validator("summary")(_text)
+    _clean = field_validator("summary")(clean_text)
 
 
 # ---- dependencies ---------------------------------------------------------------------------
@@ -493,15 +472,6 @@ def _fail(exc: IncidentError) -> NoReturn:
     if isinstance(exc, IncidentInputError):
         raise HTTPException(422, str(exc)) from None
     raise HTTPException(400, str(exc)) from None
-
-
-def _time(value: str | None, name: str) -> int | None:
-    if value is None:
-        return None
-    try:
-        return parse_time(value, name)
-    except ValueError as exc:
-        raise HTTPException(422, str(exc)) from None
 
 
 def _plan_public(plan: Plan) -> dict[str, Any]:
@@ -602,7 +572,7 @@ def list_incidents(
     offset: Annotated[int, Query(ge=0, le=OFFSET_MAX, description="Incidents to skip.")] = 0,
 ) -> IncidentsPublic:
     """Newest first, each with its plan, zone, state and drill flag."""
-    since_ms, until_ms = _time(since, "since"), _time(until, "until")
+    since_ms, until_ms = query_time(since, "since"), query_time(until, "until")
     if since_ms is not None and until_ms is not None and since_ms >= until_ms:
         raise HTTPException(422, "since must be before until")
     where = IncidentFilter(state, plan, zone, site, drill, since_ms, until_ms)
@@ -631,7 +601,7 @@ def figures(
 ) -> IncidentReportPublic:
     """Real incidents and drills counted apart (a drill never counts as real), step
     punctuality, and each plan's drill record against its legal frequency."""
-    since_ms, until_ms = _time(since, "since"), _time(until, "until")
+    since_ms, until_ms = query_time(since, "since"), query_time(until, "until")
     if since_ms is not None and until_ms is not None and since_ms >= until_ms:
         raise HTTPException(422, "since must be before until")
     return IncidentReportPublic.model_validate(service.store.figures(since_ms, until_ms))
@@ -645,7 +615,7 @@ async def stream(
         str | None,
         Header(
             alias="Last-Event-ID",
-            pattern=r"^\d{1,18}$",
+            pattern=LAST_EVENT_ID,
             description="Resume: transitions journaled after this id are sent first.",
         ),
     ] = None,
@@ -654,48 +624,7 @@ async def stream(
     (``seq``, ``action``, ``actor``, ``from``, ``to``, ``note``, ``drill``, the ``incident`` and
     the ``step`` concerned) and its id is ``seq``. ``resync`` tells a client that fell too far
     behind to reload."""
-    loop = asyncio.get_running_loop()
-    queue: asyncio.Queue[IncidentChange | None] = asyncio.Queue(STREAM_QUEUE)
-    store = service.store
-
-    def deliver(change: IncidentChange) -> None:
-        try:
-            queue.put_nowait(change)
-        except asyncio.QueueFull:  # a client this far behind reloads: tell it so
-            while not queue.empty():
-                queue.get_nowait()
-            queue.put_nowait(None)
-
-    def on_change(change: IncidentChange) -> None:
-        loop.call_soon_threadsafe(deliver, change)
-
-    after = int(last_event_id) if last_event_id is not None else None
-
-    async def events() -> AsyncIterator[ServerSentEvent]:
-        unsubscribe = store.bus.subscribe(on_change)  # before the replay: no gap between
-        try:
-            replay: list[IncidentChange] = []
-            if after is not None:
-                replay = await asyncio.to_thread(store.changes_since, after, REPLAY_MAX)
-            seen = max((c.seq for c in replay), default=after or 0)
-            yield ServerSentEvent(comment="parkguard incidents")
-            for missed in replay:
-                yield _event(missed)
-            while True:
-                change = await queue.get()
-                if change is None:
-                    yield ServerSentEvent(data="{}", event="resync")
-                    continue
-                if change.seq <= seen:
-                    continue
-                seen = change.seq
-                yield _event(change)
-        finally:
-            unsubscribe()
-
-    return EventSourceResponse(
-        events(), ping=PING_S, send_timeout=SEND_TIMEOUT_S, headers={"Cache-Control": "no-store"}
-    )
+    return journal_stream(service.store, last_event_id, "incidents", _event)
 
 
 def _event(change: IncidentChange) -> ServerSentEvent:
