@@ -11,6 +11,7 @@ from typing import Protocol, TypeVar
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from core.bus import Bus
+from core.journal import Journaled
 
 STREAM_QUEUE = 1000
 """Changes a client may fall behind by before it is told to reload (``resync``)."""
@@ -21,15 +22,10 @@ REPLAY_MAX = 500
 LAST_EVENT_ID = r"^\d{1,18}$"
 
 
-class Change(Protocol):
-    @property
-    def seq(self) -> int | None: ...
+C = TypeVar("C", bound=Journaled)
 
 
-C = TypeVar("C", bound=Change)
-
-
-class Journaled(Protocol[C]):
+class Streamed(Protocol[C]):
     @property
     def bus(self) -> Bus[C]: ...
 
@@ -37,7 +33,7 @@ class Journaled(Protocol[C]):
 
 
 def journal_stream(
-    store: Journaled[C], last_event_id: str | None, name: str, event: Callable[[C], ServerSentEvent]
+    store: Streamed[C], last_event_id: str | None, name: str, event: Callable[[C], ServerSentEvent]
 ) -> EventSourceResponse:
     """The stream of ``store``'s changes, replaying those journaled after ``last_event_id``
     first. A change without a seq (an alert's repeat) is sent as it comes."""

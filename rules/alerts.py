@@ -16,21 +16,17 @@ on the bus as an AlertChange in commit order. A repeat only raises ``count`` and
 from __future__ import annotations
 
 import logging
-import threading
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
 
 from sqlalchemy import (
     Connection,
-    Engine,
     Table,
     and_,
     bindparam,
     case,
-    event,
     func,
     insert,
     or_,
@@ -38,15 +34,14 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
 from core.bus import Bus
 from core.contract import now_ms
-from core.db import WriteGate, make_engine, write_gate
-from core.journal import journal_order
 from core.models_alerts import Alert, AlertJournal, WebhookDeadLetter
 from rules import timers
 from rules.engine import CancelTimer, Clear, Decision, Key, Raise, Timer
+from rules.journaled import JournaledStore, Tx
 from rules.spec import SEVERITY_RANK, RuleSet
 
 log = logging.getLogger(__name__)
@@ -134,12 +129,7 @@ class AlertFilter:
     """Alerts raised before this time."""
 
 
-@dataclass(slots=True)
-class _Tx:
-    """What one transaction produced, published after its commit."""
-
-    now_ms: int
-    changes: list[AlertChange] = field(default_factory=list)
+_Tx = Tx[AlertChange]
 
 
 def iso(ms: int | None) -> str | None:
@@ -224,31 +214,7 @@ def open_key(rule_id: str, subject: str) -> str:
     return f"{rule_id}|{subject}"
 
 
-def write_engine(url: str) -> Engine:
-    """An engine whose transactions take the write lock at BEGIN on SQLite (BEGIN IMMEDIATE),
-    so two writers never deadlock upgrading a read lock; PostgreSQL is left as it is."""
-    engine = make_engine(url)
-    if engine.dialect.name == "sqlite":
-
-        def no_driver_transactions(dbapi_connection: Any, _record: Any) -> None:
-            dbapi_connection.isolation_level = None
-
-        def begin_immediate(connection: Any) -> None:
-            connection.exec_driver_sql("BEGIN IMMEDIATE")
-
-        event.listen(engine, "connect", no_driver_transactions)
-        event.listen(engine, "begin", begin_immediate)
-    return engine
-
-
-def urgent_write(engine: Engine | None) -> AbstractContextManager[None]:
-    """Alerts and incidents are urgent writes: on SQLite they go before this process's
-    telemetry (``core.db.WriteGate``)."""
-    assert engine is not None, "open() the store first"
-    return write_gate(engine).hold(urgent=True)
-
-
-class AlertStore:
+class AlertStore(JournaledStore[AlertChange]):
     """Alerts in the relational store. Construct, ``open()``, use from any thread, ``close()``.
 
     Writes are serialised in this process so that changes reach the bus in commit order;
@@ -262,66 +228,9 @@ class AlertStore:
         bus: Bus[AlertChange] | None = None,
         clock: Callable[[], int] = now_ms,
     ) -> None:
-        self.url = url
+        super().__init__(url, bus, clock)
         self.rules = rules
-        self.bus: Bus[AlertChange] = bus if bus is not None else Bus()
-        self.clock = clock
-        self._lock = threading.Lock()
-        self._writer: Engine | None = None
-        self._reader: Engine | None = None
-        self._write: sessionmaker[Session] | None = None
-        self._read: sessionmaker[Session] | None = None
         self._upserts: dict[str, Any] = {}
-
-    # ---- resources -------------------------------------------------------------------------
-
-    def open(self) -> None:
-        self._writer = write_engine(self.url)
-        self._write = sessionmaker(self._writer, expire_on_commit=False)
-        if self._writer.dialect.name == "sqlite":
-            self._reader = make_engine(self.url)
-        else:
-            self._reader = self._writer
-        self._read = sessionmaker(self._reader, expire_on_commit=False)
-
-    def close(self) -> None:
-        for engine in {id(e): e for e in (self._writer, self._reader) if e is not None}.values():
-            engine.dispose()
-        self._writer = self._reader = None
-        self._write = self._read = None
-
-    @property
-    def dialect(self) -> str:
-        assert self._writer is not None, "AlertStore.open() first"
-        return self._writer.dialect.name
-
-    @property
-    def gate(self) -> WriteGate:
-        """This process's write gate to the store's database (``core.db.WriteGate``)."""
-        assert self._writer is not None, "AlertStore.open() first"
-        return write_gate(self._writer)
-
-    @property
-    def write_lock(self) -> threading.Lock:
-        """Held across each write transaction and the publishing of its changes (a
-        ``core.journal.JournalBus`` reads other processes' changes under it)."""
-        return self._lock
-
-    def _transaction(self, work: Callable[[Session, _Tx], Any]) -> Any:
-        """Run ``work`` in one write transaction; publish its changes after the commit."""
-        assert self._write is not None, "AlertStore.open() first"
-        with self._lock:
-            tx = _Tx(self.clock())
-            with (
-                urgent_write(self._writer),
-                self._write() as session,
-                session.begin(),
-                journal_order(self.bus, session, tx.changes),
-            ):
-                result = work(session, tx)
-            for change in tx.changes:
-                self.bus.publish(change)
-        return result
 
     # ---- the engine's decisions ------------------------------------------------------------
 
@@ -479,10 +388,9 @@ class AlertStore:
     def housekeeping(self, now: int | None = None) -> list[AlertChange]:
         """Expire shelves, escalate unacknowledged alerts, settle flapping ones that stayed
         clear. Looks first without locking; opens a write transaction only when work is due."""
-        assert self._read is not None, "AlertStore.open() first"
         at = self.clock() if now is None else now
         due = self._due_filter(at)
-        with self._read() as session:
+        with self.reading() as session:
             if session.scalar(select(Alert.id).where(due).limit(1)) is None:
                 return []
 
@@ -674,17 +582,9 @@ class AlertStore:
 
     # ---- reading ---------------------------------------------------------------------------
 
-    @contextmanager
-    def reading(self) -> Iterator[Session]:
-        """A read-only session (no write lock taken on SQLite)."""
-        assert self._read is not None, "AlertStore.open() first"
-        with self._read() as session:
-            yield session
-
     def get(self, alert_id: int) -> dict[str, Any]:
         """The alert with its whole journal, oldest entry first."""
-        assert self._read is not None, "AlertStore.open() first"
-        with self._read() as session:
+        with self.reading() as session:
             alert = session.get(Alert, alert_id)
             if alert is None:
                 raise AlertNotFound(f"no alert with id {alert_id}")
@@ -699,7 +599,6 @@ class AlertStore:
         self, where: AlertFilter, limit: int = 50, offset: int = 0
     ) -> tuple[list[dict[str, Any]], int]:
         """A page of alerts, newest first, and how many match in all."""
-        assert self._read is not None, "AlertStore.open() first"
         conditions: list[Any] = []
         if where.state == "open":
             conditions.append(Alert.state != "resolved")
@@ -721,7 +620,7 @@ class AlertStore:
             conditions.append(or_(Alert.resolved_ms.is_(None), Alert.resolved_ms >= where.since_ms))
         if where.until_ms is not None:
             conditions.append(Alert.first_seen_ms < where.until_ms)
-        with self._read() as session:
+        with self.reading() as session:
             total = session.scalar(select(func.count()).select_from(Alert).where(*conditions))
             rows = session.scalars(
                 select(Alert)
@@ -735,8 +634,7 @@ class AlertStore:
     def changes_since(self, seq: int, limit: int = 500) -> list[AlertChange]:
         """Journaled transitions after ``seq``, oldest first, each with the alert as it is
         now (for a live view resuming after a disconnection)."""
-        assert self._read is not None, "AlertStore.open() first"
-        with self._read() as session:
+        with self.reading() as session:
             rows = session.execute(
                 select(AlertJournal, Alert)
                 .join(Alert, Alert.id == AlertJournal.alert_id)
@@ -761,21 +659,18 @@ class AlertStore:
 
     def journal_head(self) -> int:
         """The last journal seq, 0 for none."""
-        assert self._read is not None, "AlertStore.open() first"
-        with self._read() as session:
+        with self.reading() as session:
             return int(session.scalar(select(func.max(AlertJournal.id))) or 0)
 
     def open_keys(self) -> list[Key]:
-        assert self._read is not None, "AlertStore.open() first"
-        with self._read() as session:
+        with self.reading() as session:
             rows = session.execute(
                 select(Alert.rule_id, Alert.subject).where(Alert.open_key.is_not(None))
             )
             return [(rule_id, subject) for rule_id, subject in rows]
 
     def load_timers(self) -> list[Timer]:
-        assert self._read is not None, "AlertStore.open() first"
-        with self._read() as session:
+        with self.reading() as session:
             return timers.load(session)
 
     # ---- webhook dead letters --------------------------------------------------------------
@@ -783,8 +678,7 @@ class AlertStore:
     def record_dead_letter(
         self, webhook: str, change: AlertChange, attempts: int, error: str
     ) -> None:
-        assert self._write is not None, "AlertStore.open() first"
-        with urgent_write(self._writer), self._write() as session, session.begin():
+        with self.writing() as session:
             session.add(
                 WebhookDeadLetter(
                     webhook=webhook,
@@ -798,8 +692,7 @@ class AlertStore:
             )
 
     def dead_letters(self, webhook: str | None = None) -> list[dict[str, Any]]:
-        assert self._read is not None, "AlertStore.open() first"
-        with self._read() as session:
+        with self.reading() as session:
             query = select(WebhookDeadLetter).order_by(WebhookDeadLetter.id)
             if webhook is not None:
                 query = query.where(WebhookDeadLetter.webhook == webhook)

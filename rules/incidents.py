@@ -21,20 +21,16 @@ commit, goes on the bus as an IncidentChange in commit order.
 from __future__ import annotations
 
 import logging
-import threading
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Engine, and_, func, or_, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
 from core.bus import Bus
 from core.contract import now_ms
-from core.db import make_engine
-from core.journal import journal_order
 from core.models import DeviceEvent, Site, Zone
 from core.models_alerts import Alert, AlertJournal
 from core.models_incidents import (
@@ -44,8 +40,9 @@ from core.models_incidents import (
     IncidentMark,
     IncidentStep,
 )
-from rules.alerts import display_state, iso, urgent_write, write_engine
+from rules.alerts import display_state, iso
 from rules.alerts import public as alert_public
+from rules.journaled import JournaledStore, Tx
 from rules.plans import Plan, PlanSet, fill, role_title
 
 log = logging.getLogger(__name__)
@@ -138,10 +135,7 @@ class Place:
         return f"zone:{self.zone_id}" if self.zone_id else f"site:{self.site_id}"
 
 
-@dataclass(slots=True)
-class _Tx:
-    now_ms: int
-    changes: list[IncidentChange] = field(default_factory=list)
+_Tx = Tx[IncidentChange]
 
 
 def open_key(plan_id: str, subject: str, drill: bool) -> str:
@@ -249,7 +243,7 @@ def _counts(steps: Sequence[IncidentStep], alerts: int, now: int) -> dict[str, A
     }
 
 
-class IncidentStore:
+class IncidentStore(JournaledStore[IncidentChange]):
     """Incidents in the relational store. Construct, ``open()``, use from any thread,
     ``close()``. Writes are serialised in this process so that changes reach the bus in
     commit order; across processes the unique ``open_key`` keeps one open incident per
@@ -262,65 +256,8 @@ class IncidentStore:
         bus: Bus[IncidentChange] | None = None,
         clock: Callable[[], int] = now_ms,
     ) -> None:
-        self.url = url
+        super().__init__(url, bus, clock)
         self.plans = plans
-        self.bus: Bus[IncidentChange] = bus if bus is not None else Bus()
-        self.clock = clock
-        self._lock = threading.Lock()
-        self._writer: Engine | None = None
-        self._reader: Engine | None = None
-        self._write: sessionmaker[Session] | None = None
-        self._read: sessionmaker[Session] | None = None
-
-    # ---- resources -------------------------------------------------------------------------
-
-    def open(self) -> None:
-        self._writer = write_engine(self.url)
-        self._write = sessionmaker(self._writer, expire_on_commit=False)
-        self._reader = make_engine(self.url) if self._writer.dialect.name == "sqlite" else None
-        self._read = sessionmaker(self._reader or self._writer, expire_on_commit=False)
-
-    def close(self) -> None:
-        for engine in (self._writer, self._reader):
-            if engine is not None:
-                engine.dispose()
-        self._writer = self._reader = None
-        self._write = self._read = None
-
-    @property
-    def write_lock(self) -> threading.Lock:
-        """Held across each write transaction and the publishing of its changes (a
-        ``core.journal.JournalBus`` reads other processes' changes under it)."""
-        return self._lock
-
-    def _transaction(self, work: Callable[[Session, _Tx], Any]) -> Any:
-        """Run ``work`` in one write transaction; publish its changes after the commit."""
-        assert self._write is not None, "IncidentStore.open() first"
-        with self._lock:
-            tx = _Tx(self.clock())
-            with (
-                urgent_write(self._writer),
-                self._write() as session,
-                session.begin(),
-                journal_order(self.bus, session, tx.changes),
-            ):
-                result = work(session, tx)
-            for change in tx.changes:
-                self.bus.publish(change)
-        return result
-
-    @contextmanager
-    def reading(self) -> Iterator[Session]:
-        assert self._read is not None, "IncidentStore.open() first"
-        with self._read() as session:
-            yield session
-
-    @contextmanager
-    def writing(self) -> Iterator[Session]:
-        """A write transaction that publishes nothing (e.g. a webhook dead letter)."""
-        assert self._write is not None, "IncidentStore.open() first"
-        with urgent_write(self._writer), self._write() as session, session.begin():
-            yield session
 
     # ---- activation ------------------------------------------------------------------------
 
