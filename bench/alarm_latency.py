@@ -127,9 +127,11 @@ def serve(args: argparse.Namespace) -> None:
             create_app(ctx), host="127.0.0.1", port=args.port, log_level="warning", ws="none"
         )
     )
+    from parkguard.runtime import settle_heap
     from parkguard.users import bootstrap_admin
 
     bootstrap_admin(engine, demo=False, url=f"http://127.0.0.1:{args.port}/")
+    settle_heap()  # as the parkguard commands do once started
     signal.signal(signal.SIGTERM, lambda *_: setattr(server, "should_exit", True))
     try:
         server.run()

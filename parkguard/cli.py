@@ -123,11 +123,14 @@ def _run_until_signal(runtime: Runtime, start: Callable[[], object]) -> int:
     """Start a role without the API and keep it until SIGTERM or Ctrl-C."""
     import threading
 
+    from parkguard.runtime import settle_heap
+
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda _s, _f: stop.set())
     signal.signal(signal.SIGINT, lambda _s, _f: stop.set())
     try:
         start()
+        settle_heap()
         stop.wait()
     except _start_errors() as exc:
         print(f"parkguard: {exc}", file=sys.stderr)  # noqa: T201
@@ -188,7 +191,7 @@ def run_server(
 
     from api.auth import AuthError
     from parkguard.broker import pick_port
-    from parkguard.runtime import Runtime
+    from parkguard.runtime import Runtime, settle_heap
 
     log = logging.getLogger("parkguard")
     if pick_free_ports:
@@ -216,6 +219,7 @@ def run_server(
         runtime.stop()
         return 1
     log.info("ParkGuard is serving at %s", url)
+    settle_heap()
     server = uvicorn.Server(
         uvicorn.Config(app, host=settings.api_host, port=settings.api_port, log_level="info")
     )

@@ -3,6 +3,7 @@ in order. The only place that composes everything (with the API)."""
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -39,6 +40,17 @@ if TYPE_CHECKING:
     from compliance.report import ReportConfig
 
 log = logging.getLogger(__name__)
+
+
+def settle_heap() -> None:
+    """Collect start-up's garbage and exempt what survives from later full collections.
+
+    A full collection walks every object, every thread stopped: on the demo park ``serve``
+    holds about 200,000 objects after start-up and one took 130-140 ms here, so an alarm
+    arriving during one waited that long. After ``gc.freeze()`` it walks only what came
+    since (well under a millisecond). Call once a role has started."""
+    gc.collect()
+    gc.freeze()
 
 
 @dataclass

@@ -168,3 +168,26 @@ def test_the_scheduler_role_runs_alone_and_stops_on_sigterm(tmp_path: Path) -> N
         proc.terminate()
         proc.wait(timeout=30)
     assert proc.returncode == 0, log.read_text()[-3000:]
+
+
+def test_settling_the_heap_collects_garbage_and_freezes_what_start_up_left() -> None:
+    """Every role calls it once started (parkguard/cli.py): a full collection of a started
+    serve's heap stopped every thread for 130-140 ms; frozen objects are not walked again."""
+    import gc
+
+    from parkguard.runtime import settle_heap
+
+    class Cycle:
+        def __init__(self) -> None:
+            self.me = self
+
+    gc.disable()  # no collection of its own between here and settle_heap()
+    try:
+        Cycle()  # unreachable, kept alive by its own reference until a collection
+        assert sum(1 for o in gc.get_objects() if isinstance(o, Cycle)) == 1
+        settle_heap()
+        assert not any(isinstance(o, Cycle) for o in gc.get_objects())
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
+        gc.enable()
