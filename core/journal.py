@@ -26,8 +26,10 @@ advisory lock at the start of each of the store's write transactions, so the nex
 allocated only after the previous transaction committed (and became visible). A seq burnt by a
 rolled-back transaction is never seen and never waited for.
 
-Changes without a seq (an alert repeat: count up, no journal row) are published only in the
-process that made them: they do not cross processes.
+Changes without a seq (an alert repeat: count up, no journal row) cross processes on
+PostgreSQL only: the store names them in its notification (``repeat_ref``), and a follower
+reads them back as they stand (``Journal.repeated``) and publishes them after what it pulled.
+On SQLite they are published only in the process that made them.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ import threading
 import time
 import uuid
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, Protocol, TypeVar
 
@@ -55,6 +57,10 @@ PG_POLL_S = 1.0
 PG_LISTEN_TICK_S = 0.25
 """How long one wait for a notification lasts: the bound on how long ``stop`` takes."""
 RETRY_S = 1.0
+REPEATED = " repeated "
+"""Between a notification's token and the refs of the repeats it carries."""
+REFS_PER_NOTIFY = 400
+"""Refs in one notification: its payload must stay under PostgreSQL's 8,000 bytes."""
 
 
 class Journaled(Protocol):
@@ -77,6 +83,10 @@ class Journal(Protocol[J_co]):
     def changes_since(self, seq: int, limit: int = ...) -> Sequence[J_co]: ...
 
     def journal_head(self) -> int: ...
+
+    def repeated(self, refs: Sequence[int]) -> Sequence[J_co]:
+        """Another process's unjournaled changes (``repeat_ref``), as they stand now."""
+        ...
 
 
 class JournalBus(Bus[J]):
@@ -198,18 +208,37 @@ class JournalBus(Bus[J]):
                     self._pull_counted()  # after LISTEN: nothing committed before it is missed
                     last = time.monotonic()
                     while not self._stop.is_set():
-                        woken = any(
-                            note.payload != self.token
-                            for note in connection.notifies(timeout=PG_LISTEN_TICK_S, stop_after=1)
-                        )
+                        woken, repeats = False, []
+                        for note in connection.notifies(timeout=PG_LISTEN_TICK_S, stop_after=1):
+                            token, _, refs = note.payload.partition(REPEATED)
+                            if token != self.token:
+                                woken = True
+                                repeats += _refs(refs)
                         if woken or time.monotonic() - last >= self.poll_s:
                             self._pull_counted()
                             last = time.monotonic()
+                        if repeats:
+                            self._publish_repeats(repeats)
             except psycopg.Error as exc:
                 self.errors += 1
                 log.warning("journal %s: listening failed (%s); polling", self.channel, exc)
                 if not self._stop.wait(RETRY_S):
                     self._pull_counted()
+
+    def _publish_repeats(self, refs: list[int]) -> None:
+        journal = self._journal
+        if journal is None:
+            return
+        try:
+            items = journal.repeated(refs)
+        except SQLAlchemyError as exc:  # a count lost to an outage; the next repeat has it
+            self.errors += 1
+            log.warning("journal %s: reading repeats failed: %s", self.channel, exc)
+            return
+        with self._order:
+            for item in items:
+                self.followed += 1
+                super().publish(item)
 
     def _pull_counted(self) -> None:
         try:
@@ -226,17 +255,32 @@ class JournalBus(Bus[J]):
         self._failing = False
 
 
+def _refs(text_refs: str) -> list[int]:
+    """The refs of a repeat notification (``1,2,3``); anything else is no ref."""
+    return [int(r) for r in text_refs.split(",") if r.isdigit() and len(r) <= 18]
+
+
 @contextmanager
-def journal_order(bus: Bus[Any], session: Session, changes: Sequence[Journaled]) -> Iterator[None]:
+def journal_order(
+    bus: Bus[Any],
+    session: Session,
+    changes: Sequence[J],
+    repeat_ref: Callable[[J], int | None] = lambda _change: None,
+) -> Iterator[None]:
     """Around the work of a store's write transaction (inside it): on PostgreSQL with a
     ``JournalBus``, take the journal's advisory lock first (journal seqs then commit in seq
     order, see the module docstring) and, if the work journaled anything, ``NOTIFY`` the
-    followers (delivered on commit). With a plain ``Bus`` or on SQLite it does nothing."""
+    followers (delivered on commit), naming the unjournaled changes that should cross
+    processes too (``repeat_ref``). With a plain ``Bus`` or on SQLite it does nothing."""
     if not isinstance(bus, JournalBus) or not bus.postgresql:
         yield
         return
     session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": bus.lock_key})
     yield
+    notify = text("SELECT pg_notify(:channel, :payload)")
     if any(change.seq is not None for change in changes):
-        notify = text("SELECT pg_notify(:channel, :token)")
-        session.execute(notify, {"channel": bus.channel, "token": bus.token})
+        session.execute(notify, {"channel": bus.channel, "payload": bus.token})
+    refs = list(dict.fromkeys(r for c in changes if (r := repeat_ref(c)) is not None))
+    for start in range(0, len(refs), REFS_PER_NOTIFY):
+        page = ",".join(map(str, refs[start : start + REFS_PER_NOTIFY]))
+        session.execute(notify, {"channel": bus.channel, "payload": bus.token + REPEATED + page})

@@ -232,6 +232,26 @@ class AlertStore(JournaledStore[AlertChange]):
         self.rules = rules
         self._upserts: dict[str, Any] = {}
 
+    def repeated(self, refs: Sequence[int]) -> list[AlertChange]:
+        """Repeats (count up) another process stored, as these alerts stand now; an alert
+        resolved since is left out (its resolve comes through the journal)."""
+        wanted = list(dict.fromkeys(refs))
+        with self.reading() as session:
+            found = {a.id: a for a in session.scalars(select(Alert).where(Alert.id.in_(wanted)))}
+        now = self.clock()
+        changes = []
+        for alert in (found[i] for i in wanted if i in found):
+            if alert.state == "resolved":
+                continue
+            state = display_state(alert)
+            changes.append(
+                AlertChange(None, now, "repeated", SYSTEM, state, state, None, False, public(alert))
+            )
+        return changes
+
+    def _repeat_ref(self, change: AlertChange) -> int | None:
+        return int(change.alert["id"]) if change.action == "repeated" else None
+
     # ---- the engine's decisions ------------------------------------------------------------
 
     def apply(self, decisions: Sequence[Decision], now: int | None = None) -> list[AlertChange]:

@@ -5,7 +5,7 @@ in commit order, and the urgency their writes have over telemetry."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
@@ -126,12 +126,21 @@ class JournaledStore(Generic[C]):
                 urgent_write(self._writer),
                 self._write() as session,
                 session.begin(),
-                journal_order(self.bus, session, tx.changes),
+                journal_order(self.bus, session, tx.changes, self._repeat_ref),
             ):
                 result = work(session, tx)
             for change in tx.changes:
                 self.bus.publish(change)
         return result
+
+    def repeated(self, refs: Sequence[int]) -> list[C]:
+        """Changes another process made without journaling them (``_repeat_ref``), read back
+        as they stand now, for a ``core.journal.JournalBus`` follower. None by default."""
+        return []
+
+    def _repeat_ref(self, change: C) -> int | None:
+        """What names an unjournaled change that other processes should see too."""
+        return None
 
     def _not_open(self) -> str:
         return f"{type(self).__name__}.open() first"

@@ -114,7 +114,11 @@ def test_concurrent_writers_in_two_processes_reach_both_buses_in_seq_order(
         wait_for(lambda p=process: p.seqs() == expected, timeout=20, what="every change, in order")
 
 
-def test_a_repeat_has_no_seq_and_stays_in_its_process(two: tuple[Process, Process]) -> None:
+def test_a_repeat_has_no_seq_and_crosses_processes_on_postgresql_only(
+    two: tuple[Process, Process], db_url: str
+) -> None:
+    """On PostgreSQL the writing transaction's notification names the repeated alert and the
+    follower reads it back; SQLite's polling follower sees only the journal."""
     rules_side, api_side = two
     rules_side.store.apply([up("smoke1")])
     rules_side.store.apply([up("smoke1")])  # the same open alert again: count 2, no journal row
@@ -122,7 +126,32 @@ def test_a_repeat_has_no_seq_and_stays_in_its_process(two: tuple[Process, Proces
 
     wait_for(lambda: len(api_side.seqs()) == 2, timeout=10, what="both raises")
     assert [c.action for c in rules_side.seen] == ["raised", "repeated", "raised"]
-    assert [c.action for c in api_side.seen] == ["raised", "raised"]
+    if not db_url.startswith("postgresql"):
+        assert [c.action for c in api_side.seen] == ["raised", "raised"]
+        return
+    wait_for(lambda: len(api_side.seen) == 3, timeout=10, what="the repeat")
+    repeat = next(c for c in api_side.seen if c.action == "repeated")
+    assert repeat.seq is None and not repeat.notify  # not sent on MQTT or webhooks again
+    assert (repeat.alert["device"], repeat.alert["count"]) == ("smoke1", 2)
+    assert api_side.bus.followed == 3
+
+
+def test_a_repeat_of_an_alert_resolved_since_is_not_shown_and_bad_refs_are_none(
+    pg_url: str,
+) -> None:
+    from core.journal import _refs
+
+    process = Process(pg_url)
+    process.start()
+    try:
+        process.store.apply([up("smoke1")])
+        alert_id = process.seen[0].alert["id"]
+        assert [c.alert["count"] for c in process.store.repeated([alert_id, alert_id])] == [1]
+        process.store.resolve(alert_id, "wang", "false alarm: dust")
+        assert process.store.repeated([alert_id, 999_999]) == []
+    finally:
+        process.stop()
+    assert _refs("1,2,x,,-3,99999999999999999999,7") == [1, 2, 7]
 
 
 def test_history_before_the_start_is_not_published_again(db_url: str) -> None:

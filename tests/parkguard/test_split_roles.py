@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -127,6 +128,33 @@ def test_a_fire_alarm_handled_by_the_collector_role_reaches_the_api_roles_stream
     live = json.loads(later[2]["data"])
     assert (live["action"], live["alert"]["rule"]) == ("raised", "fire-lane-obstructed")
     assert int(later[2]["id"]) > seqs[-1]
+
+
+def test_a_detector_alarming_again_shows_in_the_api_roles_stream_on_postgresql(
+    pg_url: str, private_broker: tuple[str, int], tmp_path: Path
+) -> None:
+    """A repeat (count up, last seen) has no journal row: on PostgreSQL the collector role's
+    notification names it and the API role reads it back, so a console's count follows a
+    detector that keeps alarming. (On SQLite repeats stay in the process that made them.)"""
+    with (
+        split_roles(pg_url, private_broker, quick_site(tmp_path)) as split,
+        httpx.stream(
+            "GET", f"{split.url}/api/v1/alerts/stream", headers=WANG, timeout=30
+        ) as alerts,
+    ):
+        wait_for(lambda: subscribed(split, "alerts") > 0, timeout=10, what="alerts subscriber")
+        fire(private_broker, DETECTORS[0])
+        listed = f"{split.url}/api/v1/alerts?device={DETECTORS[0]}"
+        wait_for(lambda: httpx.get(listed, headers=WANG).json()["total"] == 1, what="the alert")
+        time.sleep(0.01)  # a later message: its own timestamp and seq
+        fire(private_broker, DETECTORS[0])
+        events = read_events(alerts, 2)
+    raised, repeated = (json.loads(e["data"]) for e in events)
+    assert (raised["action"], raised["alert"]["count"]) == ("raised", 1)
+    assert (repeated["action"], repeated["alert"]["count"]) == ("repeated", 2)
+    assert repeated["alert"]["id"] == raised["alert"]["id"]
+    assert repeated["alert"]["last_seen_ms"] > raised["alert"]["last_seen_ms"]
+    assert "id" not in events[1]  # not journaled: nothing to resume from
 
 
 def test_a_persons_resolve_in_the_api_role_makes_the_rules_role_forget_and_goes_out_on_mqtt(
