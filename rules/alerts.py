@@ -145,6 +145,12 @@ def display_state(alert: Alert) -> str:
     return alert.state
 
 
+def _repeat(alert: Alert, at_ms: int) -> AlertChange:
+    """An open alert raised again (count up): shown live, not journaled, not notified."""
+    state = display_state(alert)
+    return AlertChange(None, at_ms, "repeated", SYSTEM, state, state, None, False, public(alert))
+
+
 def public(alert: Alert) -> dict[str, Any]:
     """The alert as the API, the SSE stream, MQTT and webhooks show it."""
     return {
@@ -241,12 +247,8 @@ class AlertStore(JournaledStore[AlertChange]):
         now = self.clock()
         changes = []
         for alert in (found[i] for i in wanted if i in found):
-            if alert.state == "resolved":
-                continue
-            state = display_state(alert)
-            changes.append(
-                AlertChange(None, now, "repeated", SYSTEM, state, state, None, False, public(alert))
-            )
+            if alert.state != "resolved":
+                changes.append(_repeat(alert, now))
         return changes
 
     def _repeat_ref(self, change: AlertChange) -> int | None:
@@ -313,11 +315,7 @@ class AlertStore(JournaledStore[AlertChange]):
         ):
             self._raise_again(session, decision, tx, session.get_one(Alert, alert.id))
         else:
-            state = display_state(alert)
-            change = AlertChange(
-                None, tx.now_ms, "repeated", SYSTEM, state, state, None, False, public(alert)
-            )
-            tx.changes.append(change)
+            tx.changes.append(_repeat(alert, tx.now_ms))
 
     def _raise_again(self, session: Session, decision: Raise, tx: _Tx, alert: Alert) -> None:
         """An open alert whose condition came back (under a shelf or flapping) or grew more

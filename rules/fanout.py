@@ -149,8 +149,10 @@ class MqttPublisher(Generic[C]):
 
     def _on_change(self, change: C) -> None:
         client = self._client
-        message = self.message(change) if client is not None else None
-        if client is None or message is None:
+        if client is None:
+            return
+        message = self.message(change)
+        if message is None:
             return
         info = client.publish(*message, qos=1)
         if info.rc in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -47,17 +47,11 @@ def write_engine(url: str) -> Engine:
     return engine
 
 
-def urgent_write(engine: Engine | None) -> AbstractContextManager[None]:
-    """Alerts and incidents are urgent writes: they go before this process's telemetry
-    (``core.db.WriteGate``)."""
-    assert engine is not None, "open() the store first"
-    return write_gate(engine).hold(urgent=True)
-
-
 class JournaledStore(Generic[C]):
     """A store of journaled changes. Construct, ``open()``, use from any thread, ``close()``.
 
-    Writes are serialised in this process so that changes reach the bus in commit order."""
+    Writes are serialised in this process so that changes reach the bus in commit order, and
+    they are urgent: they go before this process's telemetry (``core.db.WriteGate``)."""
 
     def __init__(
         self, url: str, bus: Bus[C] | None = None, clock: Callable[[], int] = now_ms
@@ -70,9 +64,11 @@ class JournaledStore(Generic[C]):
         self._reader: Engine | None = None
         self._write: sessionmaker[Session] | None = None
         self._read: sessionmaker[Session] | None = None
+        self._gate: WriteGate | None = None
 
     def open(self) -> None:
         self._writer = write_engine(self.url)
+        self._gate = write_gate(self._writer)
         self._write = sessionmaker(self._writer, expire_on_commit=False)
         if self._writer.dialect.name == "sqlite":
             self._reader = make_engine(self.url)
@@ -87,15 +83,10 @@ class JournaledStore(Generic[C]):
         self._write = self._read = None
 
     @property
-    def dialect(self) -> str:
-        assert self._writer is not None, self._not_open()
-        return self._writer.dialect.name
-
-    @property
     def gate(self) -> WriteGate:
         """This process's write gate to the store's database (``core.db.WriteGate``)."""
-        assert self._writer is not None, self._not_open()
-        return write_gate(self._writer)
+        assert self._gate is not None, self._not_open()
+        return self._gate
 
     @property
     def write_lock(self) -> threading.Lock:
@@ -114,7 +105,7 @@ class JournaledStore(Generic[C]):
     def writing(self) -> Iterator[Session]:
         """A write transaction that publishes nothing (e.g. a webhook dead letter)."""
         assert self._write is not None, self._not_open()
-        with urgent_write(self._writer), self._write() as session, session.begin():
+        with self.gate.hold(urgent=True), self._write() as session, session.begin():
             yield session
 
     def _transaction(self, work: Callable[[Session, Tx[C]], R]) -> R:
@@ -123,7 +114,7 @@ class JournaledStore(Generic[C]):
         with self._lock:
             tx: Tx[C] = Tx(self.clock())
             with (
-                urgent_write(self._writer),
+                self.gate.hold(urgent=True),
                 self._write() as session,
                 session.begin(),
                 journal_order(self.bus, session, tx.changes, self._repeat_ref),

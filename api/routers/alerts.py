@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal, NoReturn
 
 import orjson
-from fastapi import APIRouter, Depends, Header, HTTPException, Path, Query, Request
+from fastapi import APIRouter, Depends, Header, HTTPException, Path, Query
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
@@ -285,7 +285,6 @@ def list_alerts(
 
 @router.get("/stream", summary="Every alert transition, live (SSE)", responses=ERRORS)
 async def stream(
-    request: Request,
     store: StoreDep,
     last_event_id: Annotated[
         str | None,

@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal, NoReturn
 
 import orjson
-from fastapi import APIRouter, Depends, Header, HTTPException, Path, Query, Request
+from fastapi import APIRouter, Depends, Header, HTTPException, Path, Query
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
@@ -609,7 +609,6 @@ def figures(
 
 @router.get("/incidents/stream", summary="Every incident transition, live (SSE)", responses=ERRORS)
 async def stream(
-    request: Request,
     service: ServiceDep,
     last_event_id: Annotated[
         str | None,
